@@ -1,0 +1,12 @@
+"""Device profiles and the site registry: the contract every other room reads.
+
+>>> from device_profiles import load_registry
+>>> reg = load_registry()
+>>> sorted(reg.kinds)[:2]
+['air_quality', 'camera']
+"""
+
+from .loader import DEFAULT_DIR, Device, ProfileError, Registry, Site, load_registry
+from .models import IDENT_RE, FieldSpec, Profile
+
+__all__ = ["DEFAULT_DIR", "Device", "FieldSpec", "IDENT_RE", "Profile", "ProfileError", "Registry", "Site", "load_registry"]

@@ -1,0 +1,220 @@
+"""Load and cross-check the profiles and the site registry.
+
+Everything wrong is collected and reported at once, each problem naming the
+file, the key path and the reason, so an engineer fixes a broken registry in
+one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .models import Profile, SitesFile
+
+DEFAULT_DIR = Path(__file__).resolve().parent
+
+
+class ProfileError(Exception):
+    """The profiles or the site registry are invalid; ``problems`` lists every one found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in the device profiles:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    type: str
+    name: str
+    parent: str | None
+    district: str | None  # the district the site lies in (itself for a district)
+    lat: float | None
+    lon: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    kind: str
+    site: str
+    district: str  # "" for sites outside any district (the data center)
+    uplink: str | None
+    power: str | None
+    lat: float | None
+    lon: float | None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every device kind, site and device, cross-checked."""
+
+    kinds: dict[str, Profile]
+    sites: dict[str, Site]
+    devices: dict[str, Device]
+    source: Path = field(default=DEFAULT_DIR)
+
+    def devices_of(self, kind: str) -> list[Device]:
+        return [d for d in self.devices.values() if d.kind == kind]
+
+    def children(self, device_id: str) -> list[Device]:
+        """Devices that depend on ``device_id`` directly, as uplink or as power feed."""
+        return [d for d in self.devices.values() if device_id in (d.uplink, d.power)]
+
+    def ancestors(self, device_id: str) -> list[str]:
+        """Every device ``device_id`` depends on, nearest first (uplinks and power feeds)."""
+        seen: list[str] = []
+        todo = [device_id]
+        while todo:
+            d = self.devices[todo.pop(0)]
+            for parent in (d.uplink, d.power):
+                if parent and parent not in seen:
+                    seen.append(parent)
+                    todo.append(parent)
+        return seen
+
+
+def _loc(err_loc: tuple) -> str:
+    return ".".join(str(p) for p in err_loc) or "(top level)"
+
+
+def _read_yaml(path: Path, problems: list[str]):
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problems.append(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
+    return None
+
+
+def _validate(model, data, path: Path, problems: list[str]):
+    if not isinstance(data, dict):
+        problems.append(f"{path}: (top level): expected a mapping, got {type(data).__name__}")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for e in exc.errors():
+            reason = "unknown key (a typo, or an option that does not exist)" if e["type"] == "extra_forbidden" else e["msg"]
+            problems.append(f"{path}: {_loc(e['loc'])}: {reason}")
+    return None
+
+
+def load_profiles(directory: Path, problems: list[str]) -> dict[str, Profile]:
+    kinds: dict[str, Profile] = {}
+    files = sorted((directory / "kinds").glob("*.yaml"))
+    if not files:
+        problems.append(f"{directory / 'kinds'}: no *.yaml profile found")
+    for path in files:
+        profile = _validate(Profile, _read_yaml(path, problems), path, problems)
+        if profile is None:
+            continue
+        if profile.kind != path.stem:
+            problems.append(f"{path}: kind: {profile.kind!r} must match the file name {path.stem!r}")
+        elif profile.kind in kinds:
+            problems.append(f"{path}: kind: {profile.kind!r} is declared twice")
+        else:
+            kinds[profile.kind] = profile
+    subs: dict[str, str] = {}
+    for p in kinds.values():
+        other = subs.setdefault(p.subscription, p.kind)
+        if other != p.kind:
+            problems.append(f"{directory / 'kinds' / (p.kind + '.yaml')}: topic: same subscription as kind {other!r}")
+    return kinds
+
+
+def _district_of(site_id: str, raw: dict, seen: tuple[str, ...] = ()) -> str | None:
+    s = raw[site_id]
+    if s.type == "district":
+        return s.id
+    if s.parent is None or s.parent in seen or s.parent not in raw:
+        return None
+    return _district_of(s.parent, raw, seen + (site_id,))
+
+
+def load_registry(directory: Path | str = DEFAULT_DIR) -> Registry:
+    """Load ``kinds/*.yaml`` and ``sites.yaml`` from ``directory``; raise ProfileError listing every problem."""
+    directory = Path(directory)
+    problems: list[str] = []
+    kinds = load_profiles(directory, problems)
+    path = directory / "sites.yaml"
+    sites_file = _validate(SitesFile, _read_yaml(path, problems), path, problems)
+    if sites_file is None:
+        raise ProfileError(problems)
+
+    raw_sites = {}
+    for i, s in enumerate(sites_file.sites):
+        if s.id in raw_sites:
+            problems.append(f"{path}: sites.{i}.id: site {s.id!r} is declared twice")
+        raw_sites[s.id] = s
+    raw_devices = {}
+    for i, s in enumerate(sites_file.sites):
+        where = f"{path}: sites.{i}"
+        if s.parent is not None and s.parent not in raw_sites:
+            problems.append(f"{where}.parent: site {s.parent!r} does not exist")
+        if s.type == "province" and s.parent is not None:
+            problems.append(f"{where}.parent: a province has no parent")
+        if s.type != "province" and s.parent is None:
+            problems.append(f"{where}.parent: a {s.type} needs a parent site")
+        for j, d in enumerate(s.devices):
+            if d.id in raw_devices:
+                problems.append(f"{where}.devices.{j}.id: device {d.id!r} is declared twice")
+            if d.kind not in kinds:
+                problems.append(f"{where}.devices.{j}.kind: no profile for kind {d.kind!r} (known: {', '.join(sorted(kinds))})")
+            raw_devices[d.id] = (i, j, s, d)
+
+    # A cycle in the site tree would make "which district" unanswerable.
+    for sid in raw_sites:
+        chain, cur = [sid], raw_sites[sid].parent
+        while cur is not None and cur in raw_sites:
+            if cur in chain:
+                problems.append(f"{path}: site {sid!r}: parent chain loops ({' -> '.join(chain + [cur])})")
+                break
+            chain.append(cur)
+            cur = raw_sites[cur].parent
+
+    sites = {
+        sid: Site(s.id, s.type, s.name, s.parent, _district_of(sid, raw_sites), s.lat, s.lon)
+        for sid, s in raw_sites.items()
+    }
+    devices: dict[str, Device] = {}
+    for did, (i, j, s, d) in raw_devices.items():
+        where = f"{path}: sites.{i}.devices.{j}"
+        deps = {}
+        for key in ("uplink", "power"):
+            explicit = getattr(d, key)
+            dep = explicit if explicit is not None else getattr(s, key)
+            if dep == did:
+                dep = None  # the site's own router/UPS does not depend on itself
+            if dep is not None and dep not in raw_devices:
+                origin = f"{where}.{key}" if explicit is not None else f"{path}: sites.{i}.{key}"
+                problems.append(f"{origin}: device {dep!r} does not exist")
+                dep = None
+            deps[key] = dep
+        devices[did] = Device(did, d.kind, s.id, sites[s.id].district or "", deps["uplink"], deps["power"],
+                              d.lat if d.lat is not None else s.lat, d.lon if d.lon is not None else s.lon)
+
+    for did in devices:  # dependency cycles: a device cannot (indirectly) depend on itself
+        stack, seen = [did], set()
+        while stack:
+            cur = devices[stack.pop()]
+            for dep in (cur.uplink, cur.power):
+                if dep == did:
+                    problems.append(f"{path}: device {did!r}: depends on itself through its uplink/power chain")
+                    stack = []
+                    break
+                if dep and dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+
+    if problems:
+        raise ProfileError(problems)
+    return Registry(kinds=kinds, sites=sites, devices=devices, source=directory)

@@ -1,0 +1,175 @@
+"""Typed models of the device profiles and the site registry.
+
+A profile (one YAML file under ``device_profiles/kinds/``) declares one kind of
+device: where it publishes, in what format, which fields it sends with their
+type, unit and valid range, and how often it promises to report.  The site
+registry (``device_profiles/sites.yaml``) places every device in the province's
+topology.  Every model refuses unknown keys, so a typo fails at start instead of
+being silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Identifiers end up in MQTT topics, InfluxDB tags and SQL: keep them to a
+# small, safe alphabet instead of escaping them everywhere.
+IDENT = r"^[a-z][a-z0-9_-]{0,62}$"
+IDENT_RE = re.compile(IDENT)
+
+FieldType = Literal["float", "int", "bool"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Title(Strict):
+    """A label in Vietnamese, with English alongside (operators read Vietnamese)."""
+
+    vi: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class Limits(Strict):
+    """Alarm marks for a field (a flood mark, the ASHRAE inlet envelope...).
+
+    Readings outside the marks are valid telemetry, unlike readings outside the
+    field's valid range, which are refused as impossible.
+    """
+
+    warn_above: float | None = None
+    crit_above: float | None = None
+    warn_below: float | None = None
+    crit_below: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        if self.warn_above is not None and self.crit_above is not None and self.crit_above < self.warn_above:
+            raise ValueError("crit_above must not be below warn_above")
+        if self.warn_below is not None and self.crit_below is not None and self.crit_below > self.warn_below:
+            raise ValueError("crit_below must not be above warn_below")
+        return self
+
+
+class FieldSpec(Strict):
+    """One field a device sends: its type, unit and the range a real reading can take."""
+
+    type: FieldType
+    unit: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+    limits: Limits | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> FieldSpec:
+        if self.type == "bool":
+            if self.min is not None or self.max is not None:
+                raise ValueError("a bool field takes no min/max")
+        elif self.min is None or self.max is None:
+            raise ValueError(f"a {self.type} field needs both min and max (its valid range)")
+        elif self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class Window(Strict):
+    """A daily window, in local time, when a duty-cycled device is expected to report."""
+
+    start: time
+    end: time
+
+
+class DutyCycle(Strict):
+    timezone: str = "Asia/Ho_Chi_Minh"
+    windows: list[Window] = Field(min_length=1)
+
+
+class Reporting(Strict):
+    """The reporting contract: silence beyond it means something is wrong."""
+
+    interval_s: float = Field(gt=0, description="expected seconds between reports")
+    jitter_s: float = Field(ge=0, description="tolerated lateness of a report")
+    future_tolerance_s: float = Field(
+        default=120, ge=0, description="how far ahead of arrival a measurement time may be"
+    )
+    duty_cycle: DutyCycle | None = None
+
+
+class Profile(Strict):
+    """One kind of device."""
+
+    kind: str = Field(pattern=IDENT)
+    family: Literal["smart_city", "commune", "data_center"]
+    title: Title
+    topic: str = Field(description="topic pattern with {site} and {device} placeholders")
+    format: str = Field(pattern=IDENT, description="name of the payload decoder")
+    reporting: Reporting
+    fields: dict[str, FieldSpec] = Field(min_length=1)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        levels = v.split("/")
+        if levels.count("{device}") != 1:
+            raise ValueError("the topic pattern must hold {device} exactly once, as a whole level")
+        for level in levels:
+            if level in ("{device}", "{site}"):
+                continue
+            if not level or any(c in level for c in "+#{}"):
+                raise ValueError(f"topic level {level!r} must be a plain name or {{site}}/{{device}}")
+        return v
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        for name in v:
+            if not IDENT_RE.match(name) or "-" in name:
+                raise ValueError(f"field name {name!r} must be snake_case (a-z, 0-9, _)")
+            if name in RESERVED_FIELDS:
+                raise ValueError(f"field name {name!r} is reserved by Fansipan")
+        return v
+
+    @property
+    def subscription(self) -> str:
+        """The MQTT subscription that covers every device of this kind."""
+        return "/".join("+" if lvl in ("{site}", "{device}") else lvl for lvl in self.topic.split("/"))
+
+
+# Names Fansipan itself writes next to the device's fields.
+RESERVED_FIELDS = frozenset({"time", "arrived_ms", "device", "kind", "site", "district"})
+
+
+SiteType = Literal["province", "data_center", "district", "commune"]
+
+
+class DeviceEntry(Strict):
+    """A device as placed in the site registry."""
+
+    id: str = Field(pattern=IDENT)
+    kind: str = Field(pattern=IDENT)
+    uplink: str | None = Field(default=None, description="device id of the link this device reaches the network through")
+    power: str | None = Field(default=None, description="device id of the power feed (UPS, PDU) it depends on")
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class SiteEntry(Strict):
+    id: str = Field(pattern=IDENT)
+    type: SiteType
+    name: str = Field(min_length=1)
+    parent: str | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    uplink: str | None = Field(default=None, description="default uplink of the site's devices")
+    power: str | None = Field(default=None, description="default power feed of the site's devices")
+    devices: list[DeviceEntry] = Field(default_factory=list)
+
+
+class SitesFile(Strict):
+    sites: list[SiteEntry] = Field(min_length=1)

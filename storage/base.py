@@ -1,0 +1,96 @@
+"""The storage contract: what every store (embedded, InfluxDB 1.x, 2.x/3.x) accepts and answers.
+
+Data model, the same in every store:
+
+* one *point* per device and measurement time, holding every field of that
+  reading; in InfluxDB the measurement is the device kind, the tags are
+  ``device``, ``site`` and ``district`` (low cardinality, all from the
+  registry), and the fields are the profile's fields plus ``arrived_ms``, the
+  arrival time in epoch milliseconds (the point's own time is the device's
+  measurement time);
+* bool fields are stored as integers 0/1, so a window's mean is the fraction of
+  time a link was up;
+* writing the same point twice stores it once (same series and time -> the last
+  write wins), which is what makes redelivery after a crash harmless;
+* refused payloads (the quarantine) are stored next to the telemetry, with the
+  raw payload, the topic and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+AGGREGATES = ("mean", "min", "max", "last", "count")
+
+Value = float | int | bool
+
+
+class Point(NamedTuple):
+    """One reading of one device: every field it sent for one measurement time."""
+
+    kind: str
+    device: str
+    site: str
+    district: str
+    ts_ns: int  # measurement time (the device's clock, or arrival time if it sent none)
+    fields: dict[str, Value]
+    arrived_ns: int  # when the collector received it
+
+
+class Rejected(NamedTuple):
+    """A payload, or one reading of it, that was refused as telemetry."""
+
+    arrived_ns: int
+    topic: str
+    reason: str  # one of ingest.validate.REASONS
+    detail: str  # what exactly was wrong, for the engineer reading it later
+    raw: bytes  # the payload as received (truncated by the collector if huge)
+    kind: str = ""
+    device: str = ""
+
+
+class StoreError(Exception):
+    """A write or query failed.
+
+    ``retryable`` tells the caller whether trying again later can succeed (the
+    server is down, overloaded, timed out) or not (the request itself is wrong).
+    """
+
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class QueryError(ValueError):
+    """A query names a device, field, aggregate or range that is not allowed."""
+
+
+class Store(Protocol):
+    def write(self, points: Sequence[Point], rejected: Sequence[Rejected] = ()) -> None:
+        """Store a batch durably: when this returns, the batch survives a crash. Raises StoreError."""
+
+    def query(
+        self,
+        device: str,
+        field: str,
+        start_ns: int,
+        end_ns: int,
+        window_s: int | None = None,
+        agg: str | None = None,
+    ) -> list[tuple[int, Value]]:
+        """Readings of one field of one device in [start_ns, end_ns), oldest first.
+
+        Without ``window_s`` the raw readings; with it, one row per window that
+        holds readings, aligned on the epoch, timestamped at the window's start,
+        aggregated with ``agg`` (one of AGGREGATES). Raises QueryError for a
+        device or field the registry does not know, StoreError if the server fails.
+        """
+
+    def last_seen(self) -> dict[str, int]:
+        """Device id -> latest measurement time (ns) stored for it."""
+
+    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
+        """Refused payloads that arrived in [start_ns, end_ns), newest first."""
+
+    def close(self) -> None: ...
