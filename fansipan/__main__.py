@@ -1,0 +1,4 @@
+from fansipan.cli import main
+import sys
+
+sys.exit(main())

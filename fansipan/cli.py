@@ -1,0 +1,161 @@
+"""The ``fansipan`` command: one entry point for every service and tool."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from device_profiles import ProfileError, load_registry
+
+from .config import ConfigError, Settings
+
+log = logging.getLogger("fansipan")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGINT/SIGTERM, so services drain instead of dying mid-batch."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():  # second Ctrl-C: the operator means it
+            raise KeyboardInterrupt
+        log.info("received %s: finishing the current batch, then stopping (again to force)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def cmd_profiles_check(args) -> int:
+    try:
+        reg = load_registry(args.dir) if args.dir else load_registry()
+    except ProfileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    districts = [s for s in reg.sites.values() if s.type == "district"]
+    communes = [s for s in reg.sites.values() if s.type == "commune"]
+    print(f"ok: {len(reg.kinds)} device kinds, {len(reg.sites)} sites ({len(districts)} districts, "
+          f"{len(communes)} communes), {len(reg.devices)} devices in {reg.source}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from ingest.collector import Collector
+    from storage.factory import open_store
+
+    settings = Settings.from_env(mqtt_share_group=args.share_group, mqtt_client_id=args.client_id)
+    registry = load_registry(settings.profiles_path())
+    store = open_store(settings, registry)
+    collector = Collector(settings, registry, store, heartbeat_file=args.heartbeat_file)
+    stop = _stop_event()
+    collector.start()
+    log.info("collector %s: store %s, batches of up to %d messages or %d ms; subscriptions: %s",
+             settings.mqtt_client_id, settings.store, settings.batch_size, settings.batch_ms, ", ".join(collector.subscriptions()))
+    while not stop.wait(30):
+        s = collector.stats.snapshot()
+        log.info("stored %d readings, quarantined %d %s, %d pending, %s",
+                 s["readings_stored"], s["quarantined"], s["quarantined_by_reason"] or "", s["pending_messages"],
+                 "connected" if s["connected"] else "NOT CONNECTED")
+    collector.stop()
+    store.close()
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from simulator.core import Simulation
+    from simulator.faults import Fault
+    from simulator.publisher import MqttPublisher
+
+    settings = Settings.from_env(mqtt_url=args.mqtt_url)
+    registry = load_registry(settings.profiles_path())
+    sim = Simulation(registry, faults=[Fault.parse(f) for f in args.fault], seed=args.seed, speed=args.speed, batch=args.batch)
+    host, port = settings.mqtt_host_port
+    pub = MqttPublisher(host, port, protocol=5 if settings.mqtt_protocol == "5" else 4,
+                        client_id=args.client_id, username=settings.mqtt_username or None,
+                        password=settings.mqtt_password or None)
+    stop = _stop_event()
+    try:
+        sim.run(pub.publish, duration_s=args.duration, stop=stop)
+        pub.flush(timeout=60)
+    finally:
+        pub.close()
+    st = sim.stats
+    print(f"published {st.published_messages} messages, {st.published_readings} valid readings, "
+          f"malformed on purpose: {dict(st.malformed_by_reason)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fansipan", description="Telemetry and outage detection for the Lào Cai operations center.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    prof = sub.add_parser("profiles", help="device profiles and the site registry")
+    prof_sub = prof.add_subparsers(dest="profiles_command", required=True)
+    chk = prof_sub.add_parser("check", help="validate every profile and the site registry")
+    chk.add_argument("--dir", help="profiles directory (default: the shipped device_profiles/)")
+    chk.set_defaults(func=cmd_profiles_check)
+
+    col = sub.add_parser("collect", help="run the MQTT collector (settings from FANSIPAN_* variables)")
+    col.add_argument("--share-group", help="subscribe as $share/GROUP/... so several collectors split the stream")
+    col.add_argument("--client-id", help="MQTT client id; stable across restarts (the broker keeps its session)")
+    col.add_argument("--heartbeat-file", help="touch this file every few seconds (container health checks)")
+    col.set_defaults(func=cmd_collect)
+
+    sim = sub.add_parser("simulate", help="publish simulated field-device telemetry to a broker")
+    sim.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883 (default FANSIPAN_MQTT_URL)")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second; 0 = as fast as possible")
+    sim.add_argument("--duration", type=float, help="stop after this many wall seconds (default: until interrupted)")
+    sim.add_argument("--fault", action="append", default=[], metavar="NAME:TARGET[:START[:DURATION]]",
+                     help="inject a fault, e.g. uplink_cut:y_ty, crac_failure:dc, malformed:0.01 (repeatable)")
+    sim.add_argument("--batch", type=int, default=1, help="readings per message")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--client-id", default="fansipan-simulator")
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="broker + collector + embedded store + simulator with faults, on this machine")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument("--summary-json", help="write a summary of the run to this file at exit")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second (default 60)")
+    demo.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
+                      help="local broker: mosquitto if installed, else the in-process amqtt")
+    demo.add_argument("--store-path", default="var/demo/fansipan.sqlite", help="embedded store file")
+    demo.add_argument("--fault", action="append", default=None, metavar="NAME:TARGET[:START[:DURATION]]",
+                      help="faults to inject (default: a scripted set, see README)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (ConfigError, ProfileError) as exc:
+        print(f"fansipan {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Settings, from environment variables (``FANSIPAN_*``), checked at start.
+
+Every service reads the same variables; see README.md and .env.example.  A bad
+value stops the start with a message naming the variable and what it expects.
+Outside development (``FANSIPAN_ENV=production``) unsafe defaults refuse to
+start: anonymous MQTT, an InfluxDB without credentials, plain defaults for
+secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from device_profiles import DEFAULT_DIR
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or unsafe; the message names the variable."""
+
+
+ENVS = ("development", "production")
+STORES = ("sqlite", "influx1", "influx2")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str = ""
+    mqtt_password: str = field(default="", repr=False)
+    mqtt_protocol: str = "5"  # "5" or "3.1.1"
+    mqtt_share_group: str = ""
+    mqtt_client_id: str = "fansipan-collector"
+    store: str = "sqlite"
+    sqlite_path: str = "var/fansipan.sqlite"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "fansipan"
+    influx_username: str = ""
+    influx_password: str = field(default="", repr=False)
+    influx_token: str = field(default="", repr=False)
+    influx_org: str = ""
+    influx_bucket: str = "fansipan"
+    batch_size: int = 5000
+    batch_ms: int = 200
+    profiles_dir: str = str(DEFAULT_DIR)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            var = "FANSIPAN_" + f.name.upper()
+            if var in environ:
+                raw = environ[var]
+                if f.type == "int":
+                    try:
+                        values[f.name] = int(raw)
+                    except ValueError:
+                        raise ConfigError(f"{var}={raw!r}: expected a whole number") from None
+                else:
+                    values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        s = cls(**values)
+        s.check()
+        return s
+
+    @property
+    def mqtt_host_port(self) -> tuple[str, int]:
+        u = urlsplit(self.mqtt_url)
+        return u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    def check(self) -> None:
+        def bad(var: str, why: str) -> ConfigError:
+            return ConfigError(f"FANSIPAN_{var}: {why}")
+
+        if self.env not in ENVS:
+            raise bad("ENV", f"{self.env!r} is not one of {', '.join(ENVS)}")
+        if self.store not in STORES:
+            raise bad("STORE", f"{self.store!r} is not one of {', '.join(STORES)}")
+        u = urlsplit(self.mqtt_url)
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+            raise bad("MQTT_URL", f"{self.mqtt_url!r} is not mqtt://host:port or mqtts://host:port")
+        if self.mqtt_protocol not in ("5", "3.1.1"):
+            raise bad("MQTT_PROTOCOL", f"{self.mqtt_protocol!r}: expected 5 or 3.1.1")
+        if self.mqtt_share_group and not self.mqtt_share_group.replace("-", "").replace("_", "").isalnum():
+            raise bad("MQTT_SHARE_GROUP", f"{self.mqtt_share_group!r}: use letters, digits, - and _ only")
+        if not 1 <= self.batch_size <= 65_000:
+            # paho and MQTT packet ids cap unacknowledged QoS 1 messages at 65,535.
+            raise bad("BATCH_SIZE", f"{self.batch_size}: expected 1..65000")
+        if not 1 <= self.batch_ms <= 60_000:
+            raise bad("BATCH_MS", f"{self.batch_ms}: expected 1..60000 milliseconds")
+        if self.store in ("influx1", "influx2") and urlsplit(self.influx_url).scheme not in ("http", "https"):
+            raise bad("INFLUX_URL", f"{self.influx_url!r} is not http(s)://host:port")
+        if self.store == "influx2" and self.env == "development" and not self.influx_token:
+            raise bad("INFLUX_TOKEN", "InfluxDB 2.x/3.x needs an API token")
+        if self.env == "production":
+            self._check_production(bad)
+
+    def _check_production(self, bad) -> None:
+        if not self.mqtt_username or not self.mqtt_password:
+            raise bad("MQTT_PASSWORD", "production refuses anonymous MQTT: set FANSIPAN_MQTT_USERNAME and FANSIPAN_MQTT_PASSWORD")
+        if self.store == "sqlite":
+            raise bad("STORE", "production stores telemetry in InfluxDB: set FANSIPAN_STORE=influx1 or influx2")
+        if self.store == "influx2" and (not self.influx_token or "CHANGE_ME" in self.influx_token):
+            raise bad("INFLUX_TOKEN", "production needs a real InfluxDB token (not empty, not the CHANGE_ME placeholder)")
+        if self.store == "influx1" and not self.influx_password:
+            raise bad("INFLUX_PASSWORD", "production refuses an InfluxDB 1.x without authentication")
+        if "CHANGE_ME" in self.mqtt_password:
+            raise bad("MQTT_PASSWORD", "still the CHANGE_ME placeholder")
+
+    def profiles_path(self) -> Path:
+        return Path(self.profiles_dir)

@@ -1,0 +1,310 @@
+"""The MQTT collector: subscribe, batch, validate, write durably, then acknowledge.
+
+Delivery contract (QoS 1, persistent session):
+
+* a message is acknowledged (PUBACK) only after every reading in it is durably
+  written to the store, as telemetry or as a quarantined reject;
+* a message not yet acknowledged when the collector dies or the connection
+  drops is redelivered by the broker; writing a point twice stores it once, so
+  redelivery costs nothing but time;
+* acknowledgements for messages received on an earlier connection are never
+  sent: the broker resends those messages on the new connection, and a stale
+  packet id could acknowledge a different message;
+* while the store is down the collector retries with backoff and stops
+  acknowledging: the broker holds the rest (bounded by its in-flight window and
+  queue, see deploy/mosquitto/mosquitto.conf).
+
+Threads: paho's network thread only appends messages to the pending list; one
+writer thread decodes, validates, writes and acknowledges.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from device_profiles import Registry
+from fansipan.config import Settings
+from storage.base import Rejected, Store, StoreError
+
+from .validate import Validator
+
+log = logging.getLogger("fansipan.collector")
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # how long the broker keeps our queue while we are away
+
+
+@dataclass
+class CollectorStats:
+    """Counters for progress displays and metrics. Read under ``lock``."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    messages: int = 0
+    readings_stored: int = 0
+    rejected: Counter = field(default_factory=Counter)  # reason -> readings refused
+    per_kind: Counter = field(default_factory=Counter)  # kind -> readings stored
+    devices: set = field(default_factory=set)
+    writes: int = 0
+    write_failures: int = 0
+    pending: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {
+                "messages": self.messages,
+                "readings_stored": self.readings_stored,
+                "quarantined": sum(self.rejected.values()),
+                "quarantined_by_reason": dict(self.rejected),
+                "stored_by_kind": dict(self.per_kind),
+                "devices_seen": len(self.devices),
+                "writes": self.writes,
+                "write_failures": self.write_failures,
+                "pending_messages": self.pending,
+                "connected": self.connected,
+                "last_error": self.last_error,
+            }
+
+
+class _GiveUp(Exception):
+    """Stopping while the store is down: leave the batch unacknowledged for redelivery."""
+
+
+class _Msg:
+    __slots__ = ("topic", "payload", "mid", "qos", "gen", "arrived_ns")
+
+    def __init__(self, topic, payload, mid, qos, gen, arrived_ns):
+        self.topic, self.payload, self.mid, self.qos, self.gen, self.arrived_ns = topic, payload, mid, qos, gen, arrived_ns
+
+
+class Collector:
+    def __init__(self, settings: Settings, registry: Registry, store: Store, heartbeat_file: str | None = None):
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.validator = Validator(registry)
+        self.stats = CollectorStats()
+        self.heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
+        self.max_pending = 4 * settings.batch_size  # beyond this the network thread waits (backpressure)
+        self._pending: list[_Msg] = []
+        self._cond = threading.Condition()
+        self._gen = 0
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # --- MQTT -----------------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        subs = sorted({p.subscription for p in self.registry.kinds.values()})
+        if self.settings.mqtt_share_group:
+            subs = [f"$share/{self.settings.mqtt_share_group}/{s}" for s in subs]
+        return subs
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        v5 = s.mqtt_protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if s.mqtt_username:
+            client.username_pw_set(s.mqtt_username, s.mqtt_password or None)
+        if s.mqtt_tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        host, port = self.settings.mqtt_host_port
+        if reason_code.is_failure:
+            msg = f"MQTT broker {host}:{port} refused the connection: {reason_code}"
+            if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower():
+                msg += " (check FANSIPAN_MQTT_USERNAME / FANSIPAN_MQTT_PASSWORD)"
+            log.error(msg)
+            with self.stats.lock:
+                self.stats.last_error = msg
+            return
+        with self._cond:
+            self._gen += 1
+        subs = self.subscriptions()
+        if self.settings.mqtt_protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in subs])
+        else:
+            client.subscribe([(t, 1) for t in subs])
+        with self.stats.lock:
+            self.stats.connected = True
+        log.info("connected to MQTT broker %s:%s (session %s); subscribed to %d topic filters",
+                 host, port, "resumed" if flags.session_present else "new", len(subs))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self.stats.lock:
+            self.stats.connected = False
+        if not self._stopping.is_set():
+            host, port = self.settings.mqtt_host_port
+            log.warning("lost the MQTT broker %s:%s (%s); reconnecting, unacknowledged messages will be redelivered",
+                        host, port, reason_code)
+
+    def _on_message(self, client, userdata, message):
+        # Runs on paho's network thread: no decoding here, and nothing that can raise.
+        m = _Msg(message.topic, message.payload, message.mid, message.qos, self._gen, time.time_ns())
+        with self._cond:
+            while len(self._pending) >= self.max_pending and not self._stopping.is_set():
+                self._cond.wait(0.5)
+            self._pending.append(m)
+            if len(self._pending) >= self.settings.batch_size:
+                self._cond.notify_all()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (in the background, retrying) and start the writer."""
+        host, port = self.settings.mqtt_host_port
+        props = None
+        if self.settings.mqtt_protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            # The broker may send us this many unacknowledged messages: at least a batch.
+            props.ReceiveMaximum = min(65535, max(self.max_pending, 20))
+            self._client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self._client.connect_async(host, port, keepalive=30)
+        self._writer = threading.Thread(target=self._write_loop, name="fansipan-writer", daemon=True)
+        self._writer.start()
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write and acknowledge what is pending, then disconnect."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Msg]:
+        deadline = None
+        with self._cond:
+            while not self._stopping.is_set():
+                if len(self._pending) >= self.settings.batch_size:
+                    break
+                if self._pending:
+                    if deadline is None:
+                        deadline = time.monotonic() + self.settings.batch_ms / 1000
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                else:
+                    self._cond.wait(1.0)
+                    self._heartbeat()
+            batch = self._pending[: self.settings.batch_size]
+            del self._pending[: len(batch)]
+            self._cond.notify_all()
+        with self.stats.lock:
+            self.stats.pending = len(self._pending)
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch:
+                try:
+                    self._process(batch)
+                except _GiveUp:
+                    return
+            self._heartbeat()
+            if self._stopping.is_set():
+                with self._cond:
+                    if not self._pending:
+                        return
+
+    def _process(self, batch: list[_Msg]) -> None:
+        points, rejected = [], []
+        for m in batch:
+            try:
+                p, r = self.validator.message(m.topic, m.payload, m.arrived_ns)
+            except Exception as exc:  # a validator bug must not kill the collector or lose the message
+                log.exception("validator failed on topic %s", m.topic)
+                p, r = [], [Rejected(m.arrived_ns, m.topic, "decode_error", f"internal error: {exc!r}", bytes(m.payload[:4096]))]
+            points.extend(p)
+            rejected.extend(r)
+        if not self._write_with_retry(points, rejected):
+            self._write_isolating(batch)
+        self._ack(batch)
+        with self.stats.lock:
+            st = self.stats
+            st.messages += len(batch)
+            st.readings_stored += len(points)
+            for p in points:
+                st.per_kind[p.kind] += 1
+                st.devices.add(p.device)
+            for r in rejected:
+                st.rejected[r.reason] += 1
+
+    def _write_with_retry(self, points, rejected) -> bool:
+        """True when written; False when the store refused the batch as invalid. Retries transient failures."""
+        delay = 0.5
+        while True:
+            try:
+                self.store.write(points, rejected)
+                with self.stats.lock:
+                    self.stats.writes += 1
+                return True
+            except StoreError as exc:
+                with self.stats.lock:
+                    self.stats.write_failures += 1
+                    self.stats.last_error = str(exc)
+                if not exc.retryable:
+                    log.error("store refused a batch of %d readings: %s; isolating the bad messages", len(points), exc)
+                    return False
+                if self._stopping.is_set() and delay > 8:
+                    log.error("stopping with a batch not written (%s); it stays unacknowledged and the broker will redeliver it", exc)
+                    raise _GiveUp from None
+                log.warning("store write failed (%s); retrying in %.1f s, messages stay unacknowledged", exc, delay)
+                time.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 30.0)
+
+    def _write_isolating(self, batch: list[_Msg]) -> None:
+        """Write message by message; a message the store refuses goes to the quarantine whole."""
+        for m in batch:
+            points, rejected = self.validator.message(m.topic, m.payload, m.arrived_ns)
+            if self._write_with_retry(points, rejected):
+                continue
+            why = self.stats.last_error
+            bad = Rejected(m.arrived_ns, m.topic, "store_rejected", why[:500], bytes(m.payload[:4096]))
+            self._write_with_retry([], [bad])
+
+    def _ack(self, batch: list[_Msg]) -> None:
+        gen = self._gen
+        for m in batch:
+            if m.qos > 0 and m.gen == gen:
+                self._client.ack(m.mid, m.qos)
+
+    def _heartbeat(self) -> None:
+        if self.heartbeat_file is not None:
+            try:
+                self.heartbeat_file.touch()
+            except OSError as exc:
+                log.warning("cannot touch heartbeat file %s: %s", self.heartbeat_file, exc.strerror)
+

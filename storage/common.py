@@ -1,0 +1,103 @@
+"""Checks and conversions every store shares, so all of them answer alike.
+
+* :func:`check_query` / :func:`check_range` refuse a query before any SQL or
+  InfluxQL is built: the device must be in the registry, the field must be one
+  of its kind's fields, the aggregate one of AGGREGATES, the window a positive
+  whole number of seconds and the range non-empty.
+* :func:`value_caster` gives the Python type a result value is returned as,
+  whatever the backend sends back (InfluxDB's JSON turns 20.0 into 20,
+  VictoriaMetrics turns every integer into a float): a float field reads back
+  as float, int and bool fields as int (bools are stored as 0/1), a mean as
+  float and a count as int.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from .base import AGGREGATES, QueryError, Rejected, Value
+
+if TYPE_CHECKING:  # pragma: no cover
+    from device_profiles.loader import Device, Registry
+
+NS_PER_S = 1_000_000_000
+
+
+class Reader(Protocol):
+    """The read half of a Store: what InfluxV2Store delegates its queries to."""
+
+    def query(self, device: str, field: str, start_ns: int, end_ns: int,
+              window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]: ...
+
+    def last_seen(self) -> dict[str, int]: ...
+
+    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]: ...
+
+    def close(self) -> None: ...
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_range(start_ns: int, end_ns: int) -> None:
+    if not _is_int(start_ns) or not _is_int(end_ns):
+        raise QueryError(f"start_ns and end_ns must be integers (epoch nanoseconds), got {start_ns!r} and {end_ns!r}")
+    if start_ns >= end_ns:
+        raise QueryError(f"empty time range: start_ns {start_ns} must be before end_ns {end_ns}")
+
+
+def check_limit(limit: int) -> None:
+    if not _is_int(limit) or limit <= 0:
+        raise QueryError(f"limit must be a positive integer, got {limit!r}")
+
+
+def check_query(registry: Registry, device: str, field: str, start_ns: int, end_ns: int,
+                window_s: int | None, agg: str | None) -> tuple[Device, str]:
+    """Validate a query against the registry; return the device and the field's type.
+
+    Raises QueryError naming the offending value and what would be accepted.
+    """
+    dev = registry.devices.get(device) if isinstance(device, str) else None
+    if dev is None:
+        raise QueryError(f"unknown device {device!r}: it is not in the site registry ({registry.source})")
+    profile = registry.kinds.get(dev.kind)
+    spec = profile.fields.get(field) if profile is not None and isinstance(field, str) else None
+    if spec is None:
+        known = ", ".join(sorted(profile.fields)) if profile is not None else "none"
+        raise QueryError(f"device {device!r} (kind {dev.kind!r}) has no field {field!r}; its fields are: {known}")
+    if window_s is None:
+        if agg is not None:
+            raise QueryError(f"aggregate {agg!r} needs a window: pass window_s (seconds)")
+    else:
+        if not _is_int(window_s) or window_s <= 0:
+            raise QueryError(f"window_s must be a positive whole number of seconds, got {window_s!r}")
+        if agg not in AGGREGATES:
+            raise QueryError(f"unknown aggregate {agg!r}: use one of {', '.join(AGGREGATES)}")
+    check_range(start_ns, end_ns)
+    return dev, spec.type
+
+
+def value_caster(field_type: str, agg: str | None) -> Callable[[object], Value]:
+    """The conversion that makes a result value the same type in every store."""
+    if agg == "mean":
+        return float
+    if agg == "count" or field_type in ("int", "bool"):
+        return int
+    return float
+
+
+def rows(pairs: Sequence[Sequence], cast: Callable[[object], Value]) -> list[tuple[int, Value]]:
+    """[(ts, value)] with the value cast; rows whose value is null are dropped."""
+    return [(int(t), cast(v)) for t, v in pairs if v is not None]
+
+
+def float_fields(registry: Registry) -> dict[str, frozenset[str]]:
+    """kind -> names of its float fields (an int sent for one is written as a float)."""
+    return {k: frozenset(n for n, s in p.fields.items() if s.type == "float") for k, p in registry.kinds.items()}
+
+
+def kind_from_tag(tag: str, registry: Registry) -> str:
+    """Undo the quarantine's ``kind="unknown"`` placeholder (unless a real kind has that name)."""
+    return "" if tag == "unknown" and "unknown" not in registry.kinds else tag
