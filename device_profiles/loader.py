@@ -82,20 +82,26 @@ def _loc(err_loc: tuple) -> str:
     return ".".join(str(p) for p in err_loc) or "(top level)"
 
 
+_UNREADABLE = object()
+
+
 def _read_yaml(path: Path, problems: list[str]):
     try:
         with path.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh)
     except OSError as exc:
         problems.append(f"{path}: cannot read: {exc.strerror}")
+        return _UNREADABLE
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problems.append(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
-    return None
+    return _UNREADABLE
 
 
 def _validate(model, data, path: Path, problems: list[str]):
+    if data is _UNREADABLE:
+        return None
     if not isinstance(data, dict):
         problems.append(f"{path}: (top level): expected a mapping, got {type(data).__name__}")
         return None
@@ -191,7 +197,8 @@ def load_registry(directory: Path | str = DEFAULT_DIR) -> Registry:
         deps = {}
         for key in ("uplink", "power"):
             explicit = getattr(d, key)
-            dep = explicit if explicit is not None else getattr(s, key)
+            # An explicit `uplink: null` removes the site default; leaving the key out takes it.
+            dep = explicit if key in d.model_fields_set else getattr(s, key)
             if dep == did:
                 dep = None  # the site's own router/UPS does not depend on itself
             if dep is not None and dep not in raw_devices:

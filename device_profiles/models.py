@@ -84,6 +84,13 @@ class Window(Strict):
     start: time
     end: time
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, v):
+        if not isinstance(v, (str, time)):
+            raise ValueError('write the time quoted, "HH:MM" (YAML reads 11:00 unquoted as the number 660)')
+        return v
+
 
 class DutyCycle(Strict):
     timezone: str = "Asia/Ho_Chi_Minh"

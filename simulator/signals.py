@@ -174,10 +174,11 @@ def _showers(seed: int, region_keys: np.ndarray, day: np.ndarray):
     u = uniform(region_keys, day * 4 + key(seed, 31) % 1000003)
     v = uniform(region_keys, day * 4 + 1 + key(seed, 37) % 1000003)
     w = uniform(region_keys, day * 4 + 2 + key(seed, 41) % 1000003)
+    x = uniform(region_keys, day * 4 + 3 + key(seed, 43) % 1000003)
     has = u < 0.08 + 0.6 * m  # ~2 days in 3 in July, ~1 in 12 in the dry season
     start = 13.0 + 5.0 * v  # heavy monsoon showers come in the afternoon
     dur = 0.5 + 2.0 * w
-    peak = (0.5 + 3.0 * (1 - m)) * (1 - m) + m * (8.0 + 32.0 * u * w / 0.7)
+    peak = (1 - m) * (0.5 + 2.5 * x) + m * (8.0 + 32.0 * x * x)  # mm/h: drizzle vs downpour
     return has, start, dur, peak
 
 

@@ -374,8 +374,6 @@ def test_same_subscription_twice(tmp_path):
     assert "kinds/y.yaml: topic: same subscription as kind 'x'" in _problems(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="loader bug: YAML 1.1 reads an unquoted 11:00 as 660, "
-                   "which pydantic turns into 00:11 UTC instead of refusing it")
 def test_unquoted_window_time_is_refused(tmp_path):
     _write(tmp_path, PROFILE, SITES)
     text = yaml.safe_dump(PROFILE, allow_unicode=True)

@@ -1,0 +1,200 @@
+"""Encode Points and Rejected payloads as InfluxDB line protocol.
+
+One line per point::
+
+    <kind>,device=<id>[,district=<id>],site=<id> <field>=<value>,...,arrived_ms=<ms>i <ts_ns>
+
+Fields: float as Python's ``repr`` (shortest exact form; NaN and infinities
+are refused with ValueError: the validator must have refused them earlier),
+int with the ``i`` suffix, bool as ``1i``/``0i`` (stored as integers so that a
+window's mean is a fraction), ``arrived_ms`` always.  Tags are sorted by key,
+as InfluxDB prefers; ``district`` is left out when empty.
+
+The quarantine goes to measurement ``fansipan_quarantine``: tags ``reason``
+and ``kind`` (``unknown`` when empty), string fields ``topic``, ``device``,
+``detail`` and ``raw`` (the payload decoded as UTF-8, undecodable bytes as
+``\\xNN``, cut at 4096 characters), at the arrival time.
+
+Escaping follows the line protocol reference: commas and spaces in
+measurements; commas, equals signs and spaces in tag keys, tag values and field
+keys; double quotes and backslashes in string field values.  A newline or
+carriage return inside a string value is written as the two characters ``\\n``
+or ``\\r``, so no input can ever start a new line (a new point).  Newlines
+cannot be escaped in names and tags at all, and a trailing backslash there
+would swallow the separator, so those are refused with ValueError; the
+quarantine's tags are reduced to a safe alphabet instead, so that recording a
+refusal can never itself fail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from .base import Point, Rejected
+
+QUARANTINE_MEASUREMENT = "fansipan_quarantine"
+RAW_MAX_CHARS = 4096
+
+_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ "})
+_TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+_STORED_TEXT = str.maketrans({"\n": "\\n", "\r": "\\r"})
+_UNSAFE_TAG_CHARS = re.compile(r"[^A-Za-z0-9_.:-]")
+_MAX_CACHE = 100_000
+
+
+def _check_name(s: str, what: str) -> str:
+    if not isinstance(s, str) or not s:
+        raise ValueError(f"{what} must be a non-empty string, got {s!r}")
+    if "\n" in s or "\r" in s or s.endswith("\\"):
+        raise ValueError(f"{what} {s!r} cannot be written as line protocol (newline or trailing backslash)")
+    return s
+
+
+def escape_measurement(s: str) -> str:
+    return _check_name(s, "measurement").translate(_MEASUREMENT)
+
+
+def escape_tag(s: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    return _check_name(s, "tag or field key/value").translate(_TAG)
+
+
+def escape_string(s: str) -> str:
+    """A string field value, quotes included."""
+    return '"' + s.translate(_STRING) + '"'
+
+
+def stored_text(s: str) -> str:
+    """What a string field reads back as: the text with newlines spelled ``\\n`` (see escape_string)."""
+    return s.translate(_STORED_TEXT)
+
+
+def raw_text(raw: bytes) -> str:
+    """The quarantine's ``raw`` field before escaping: UTF-8, bad bytes as ``\\xNN``, cut at RAW_MAX_CHARS."""
+    return raw.decode("utf-8", errors="backslashreplace")[:RAW_MAX_CHARS]
+
+
+def quarantine_tag(s: str, empty: str = "unknown") -> str:
+    """A quarantine tag value reduced to ``[A-Za-z0-9_.:-]`` (other characters become ``_``)."""
+    return _UNSAFE_TAG_CHARS.sub("_", s) if s else empty
+
+
+def quarantine_times(rejected: Sequence[Rejected]) -> list[int]:
+    """The point time of each refusal: its arrival time, moved 1 ns later while it collides.
+
+    Two refusals of one payload share the arrival time, reason and kind, i.e.
+    the same InfluxDB series and time, and the second would overwrite the
+    first.  The shift depends only on the order within the batch, so writing
+    the same batch again still stores it once.
+    """
+    seen: set[tuple[int, str, str]] = set()
+    out = []
+    for r in rejected:
+        reason, kind = quarantine_tag(r.reason), quarantine_tag(r.kind)
+        t = int(r.arrived_ns)
+        while (t, reason, kind) in seen:
+            t += 1
+        seen.add((t, reason, kind))
+        out.append(t)
+    return out
+
+
+class Encoder:
+    """Encodes points fast: tag sets and field keys are escaped once and cached.
+
+    ``float_fields`` (kind -> names of float fields, see storage.common.float_fields)
+    makes an int sent for a float field be written as a float, so the field
+    keeps one type forever.
+    """
+
+    def __init__(self, float_fields: Mapping[str, frozenset[str]] | None = None):
+        self._float_fields = dict(float_fields or {})
+        self._prefixes: dict[tuple[str, str, str, str], str] = {}
+        self._keys: dict[str, str] = {}
+
+    def _prefix(self, p: Point) -> str:
+        key = (p.kind, p.device, p.site, p.district)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            tags = [("device", p.device), ("district", p.district), ("site", p.site)]
+            prefix = escape_measurement(p.kind) + "".join(
+                f",{k}={escape_tag(v)}" for k, v in tags if v or k == "device" or k == "site"
+            )
+            if len(self._prefixes) > _MAX_CACHE:
+                self._prefixes.clear()
+            self._prefixes[key] = prefix
+        return prefix
+
+    def _key(self, name: str) -> str:
+        k = self._keys.get(name)
+        if k is None:
+            if name == "arrived_ms":
+                raise ValueError("field name 'arrived_ms' is reserved: the store writes it")
+            k = escape_tag(name)
+            if len(self._keys) > _MAX_CACHE:
+                self._keys.clear()
+            self._keys[name] = k
+        return k
+
+    def point_lines(self, points: Iterable[Point]) -> list[str]:
+        out = []
+        keys = self._keys
+        floats_of = self._float_fields
+        for p in points:
+            parts = []
+            floats = floats_of.get(p.kind, ())
+            for name, v in p.fields.items():
+                k = keys.get(name) or self._key(name)
+                t = type(v)
+                if t is float:
+                    if v - v != 0.0:  # NaN or +-inf
+                        raise ValueError(f"{p.kind} {p.device} field {name!r} is {v!r}: not a finite number")
+                    parts.append(f"{k}={v!r}")
+                elif t is int:
+                    parts.append(f"{k}={float(v)!r}" if name in floats else f"{k}={v}i")
+                elif t is bool:
+                    parts.append(f"{k}=1i" if v else f"{k}=0i")
+                else:
+                    parts.append(f"{k}={_slow_value(v, name in floats, p, name)}")
+            parts.append(f"arrived_ms={int(p.arrived_ns) // 1_000_000}i")
+            out.append(f"{self._prefix(p)} {','.join(parts)} {int(p.ts_ns)}")
+        return out
+
+    @staticmethod
+    def rejected_lines(rejected: Sequence[Rejected]) -> list[str]:
+        out = []
+        for r, t in zip(rejected, quarantine_times(rejected)):
+            out.append(
+                f"{QUARANTINE_MEASUREMENT},kind={quarantine_tag(r.kind)},reason={quarantine_tag(r.reason)} "
+                f"detail={escape_string(r.detail)},device={escape_string(r.device)},"
+                f"raw={escape_string(raw_text(r.raw))},topic={escape_string(r.topic)} {t}"
+            )
+        return out
+
+    def encode(self, points: Iterable[Point], rejected: Sequence[Rejected] = ()) -> str:
+        """The whole batch as one line-protocol body (lines joined by newlines)."""
+        return "\n".join(self.point_lines(points) + self.rejected_lines(rejected))
+
+
+def _slow_value(v: object, as_float: bool, p: Point, name: str) -> str:
+    """Numeric types that are not exactly float/int/bool (numpy scalars, float subclasses)."""
+    import numbers
+
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return "1i" if v else "0i"
+    if isinstance(v, numbers.Integral):
+        return float.__repr__(float(v)) if as_float else f"{int(v)}i"
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        if f - f != 0.0:
+            raise ValueError(f"{p.kind} {p.device} field {name!r} is {v!r}: not a finite number")
+        return float.__repr__(f)
+    raise ValueError(f"{p.kind} {p.device} field {name!r} has unsupported type {type(v).__name__} ({v!r})")
+
+
+def encode(points: Iterable[Point], rejected: Sequence[Rejected] = (),
+           float_fields: Mapping[str, frozenset[str]] | None = None) -> str:
+    """One-off encoding; stores keep an :class:`Encoder` to reuse its caches."""
+    return Encoder(float_fields).encode(points, rejected)
