@@ -29,9 +29,9 @@ DEFAULT_FAULTS = [
     "power_loss:pha_long:900",  # Pha Long (Mường Khương): mains lost, UPS drains, then silence
     "crac_failure:dc-crac-1:300",  # data center: CRAC 1 fails, inlet temperatures climb
     "stuck_sensor:sapa-aq-1:0",  # Sa Pa air-quality station repeats one value
-    "flood:bvuoc-wl-1:0",  # Bản Vược gauge on the Red River rises past its alarm marks
+    "flood:banvuoc-wl-1:0",  # Bản Vược gauge on the Red River rises past its alarm marks
     "speaker_offline:ta_van:1200",
-    "clock_skew:lc-cam-1:0",  # a camera whose clock is an hour ahead: refused, bad_timestamp
+    "clock_skew:cocleu-cam-1:0",  # a camera whose clock is an hour ahead: refused, bad_timestamp
     "malformed:0.005",  # half a percent of messages are broken on purpose
 ]
 
