@@ -10,8 +10,12 @@ Data model, the same in every store:
   measurement time);
 * bool fields are stored as integers 0/1, so a window's mean is the fraction of
   time a link was up;
-* writing the same point twice stores it once (same series and time -> the last
-  write wins), which is what makes redelivery after a crash harmless;
+* values read back typed by the profile: float fields as float, int and bool
+  fields as int; a window's mean as float, its count as int;
+* writing the same point twice stores it once (same device and measurement
+  time -> the last write wins; VictoriaMetrics keeps times to the millisecond
+  and cannot promise which of two differing writes wins), which is what makes
+  redelivery after a crash harmless;
 * refused payloads (the quarantine) are stored next to the telemetry, with the
   raw payload, the topic and the reason.
 """
@@ -39,7 +43,13 @@ class Point(NamedTuple):
 
 
 class Rejected(NamedTuple):
-    """A payload, or one reading of it, that was refused as telemetry."""
+    """A payload, or one reading of it, that was refused as telemetry.
+
+    Stored as text: ``raw`` decoded as UTF-8 (undecodable bytes as ``\\xNN``), cut
+    at 4096 characters; newlines and carriage returns in text fields read back as
+    ``\\n``/``\\r``; refusals sharing arrival time, reason and kind are stored
+    1 ns apart so none overwrites another.
+    """
 
     arrived_ns: int
     topic: str
@@ -68,7 +78,13 @@ class QueryError(ValueError):
 
 class Store(Protocol):
     def write(self, points: Sequence[Point], rejected: Sequence[Rejected] = ()) -> None:
-        """Store a batch durably: when this returns, the batch survives a crash. Raises StoreError."""
+        """Store a batch durably: when this returns, the batch survives a crash.
+
+        Raises StoreError: retryable=True for transient failures (unreachable,
+        timeout, 408/429/5xx, database busy, disk full); retryable=False when the
+        batch itself cannot be stored (NaN/inf or non-numeric value, field type
+        conflict, other 4xx).
+        """
 
     def query(
         self,
@@ -83,14 +99,20 @@ class Store(Protocol):
 
         Without ``window_s`` the raw readings; with it, one row per window that
         holds readings, aligned on the epoch, timestamped at the window's start,
-        aggregated with ``agg`` (one of AGGREGATES). Raises QueryError for a
-        device or field the registry does not know, StoreError if the server fails.
+        aggregated with ``agg`` (one of AGGREGATES). Raises QueryError for an
+        unknown device, a field not of the device's kind, window_s without agg or
+        agg without window_s, an agg not in AGGREGATES, a window_s that is not a
+        positive int, or start_ns >= end_ns; StoreError if the server fails.
         """
 
     def last_seen(self) -> dict[str, int]:
         """Device id -> latest measurement time (ns) stored for it."""
 
     def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
-        """Refused payloads that arrived in [start_ns, end_ns), newest first."""
+        """Refused payloads that arrived in [start_ns, end_ns), newest first.
+
+        Raises QueryError if start_ns >= end_ns or limit < 1; NotImplementedError
+        on a backend that keeps no text (VictoriaMetrics).
+        """
 
     def close(self) -> None: ...

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .base import AGGREGATES, QueryError, Rejected, Value
+from .base import AGGREGATES, QueryError, Rejected, StoreError, Value
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Device, Registry
 
 NS_PER_S = 1_000_000_000
+MAX_WINDOW_S = 100 * 366 * 86_400  # a century: larger windows would overflow 64-bit nanoseconds
 
 
 class Reader(Protocol):
@@ -71,8 +72,9 @@ def check_query(registry: Registry, device: str, field: str, start_ns: int, end_
         if agg is not None:
             raise QueryError(f"aggregate {agg!r} needs a window: pass window_s (seconds)")
     else:
-        if not _is_int(window_s) or window_s <= 0:
-            raise QueryError(f"window_s must be a positive whole number of seconds, got {window_s!r}")
+        if not _is_int(window_s) or not 0 < window_s <= MAX_WINDOW_S:
+            raise QueryError(f"window_s must be a whole number of seconds from 1 to {MAX_WINDOW_S}, "
+                             f"got {window_s!r}")
         if agg not in AGGREGATES:
             raise QueryError(f"unknown aggregate {agg!r}: use one of {', '.join(AGGREGATES)}")
     check_range(start_ns, end_ns)
@@ -101,3 +103,37 @@ def float_fields(registry: Registry) -> dict[str, frozenset[str]]:
 def kind_from_tag(tag: str, registry: Registry) -> str:
     """Undo the quarantine's ``kind="unknown"`` placeholder (unless a real kind has that name)."""
     return "" if tag == "unknown" and "unknown" not in registry.kinds else tag
+
+
+def safe_url(url: str) -> str:
+    """The URL without any user:password part, fit for error messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(str(url))
+    if "@" not in parts.netloc:
+        return str(url).rstrip("/")
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])).rstrip("/")
+
+
+_HINTS = {
+    400: "the request was refused as malformed (a field type conflict, or a bug): retrying will not help",
+    401: "check the credentials (username/password or token)",
+    403: "the credentials lack the permission for this database/bucket",
+    404: "check the URL and that the database/bucket exists",
+    413: "the batch is larger than the server accepts: lower batch_size or raise the server's limit",
+}
+
+
+def http_error(status: int, detail: str, doing: str, where: str) -> StoreError:
+    """A StoreError for an HTTP answer: 408/429/5xx are retryable, other 4xx are not."""
+    retryable = status in (408, 429) or status >= 500 or status == 0
+    hint = "the server is unavailable or overloaded: retry later" if retryable else _HINTS.get(status, "")
+    detail = " ".join(str(detail).split())[:500] or "(no error text)"
+    return StoreError(f"{where}: cannot {doing}: HTTP {status}: {detail}" + (f" ({hint})" if hint else ""),
+                      retryable=retryable)
+
+
+def unreachable(exc: BaseException, doing: str, where: str) -> StoreError:
+    """A retryable StoreError for a connection failure or timeout."""
+    return StoreError(f"{where}: cannot {doing}: {type(exc).__name__}: {exc} "
+                      "(is the server running and reachable? retry later)", retryable=True)

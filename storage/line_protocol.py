@@ -157,7 +157,8 @@ class Encoder:
                 elif t is bool:
                     parts.append(f"{k}=1i" if v else f"{k}=0i")
                 else:
-                    parts.append(f"{k}={_slow_value(v, name in floats, p, name)}")
+                    n = to_number(v, name in floats, f"{p.kind} {p.device} field {name!r}")
+                    parts.append(f"{k}={float.__repr__(n)}" if type(n) is float else f"{k}={n}i")
             parts.append(f"arrived_ms={int(p.arrived_ns) // 1_000_000}i")
             out.append(f"{self._prefix(p)} {','.join(parts)} {int(p.ts_ns)}")
         return out
@@ -178,20 +179,24 @@ class Encoder:
         return "\n".join(self.point_lines(points) + self.rejected_lines(rejected))
 
 
-def _slow_value(v: object, as_float: bool, p: Point, name: str) -> str:
-    """Numeric types that are not exactly float/int/bool (numpy scalars, float subclasses)."""
+def to_number(v: object, as_float: bool, what: str) -> int | float:
+    """A value that is not exactly float/int/bool (numpy scalars, subclasses) as a Python int or float.
+
+    Bools become 0/1, integers become float when ``as_float``; NaN, infinities
+    and non-numbers raise ValueError naming ``what``.
+    """
     import numbers
 
-    if isinstance(v, bool) or type(v).__name__ == "bool_":
-        return "1i" if v else "0i"
+    if isinstance(v, bool) or (type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_")):
+        return 1 if v else 0
     if isinstance(v, numbers.Integral):
-        return float.__repr__(float(v)) if as_float else f"{int(v)}i"
+        return float(v) if as_float else int(v)
     if isinstance(v, numbers.Real):
         f = float(v)
         if f - f != 0.0:
-            raise ValueError(f"{p.kind} {p.device} field {name!r} is {v!r}: not a finite number")
-        return float.__repr__(f)
-    raise ValueError(f"{p.kind} {p.device} field {name!r} has unsupported type {type(v).__name__} ({v!r})")
+            raise ValueError(f"{what} is {v!r}: not a finite number")
+        return f
+    raise ValueError(f"{what} has unsupported type {type(v).__name__} ({v!r})")
 
 
 def encode(points: Iterable[Point], rejected: Sequence[Rejected] = (),

@@ -95,6 +95,10 @@ class Server:
     def __repr__(self) -> str:
         return f"<{self.name} {self.url} pid={self.proc.pid if self.proc else None}>"
 
+    def __iter__(self):
+        """``url, stop = start_influxd(tmp)`` also works."""
+        return iter((self.url, self.stop))
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -170,6 +174,7 @@ def start_influxd(tmpdir: Path | str) -> Server:
     conf.write_text(
         f"""\
 reporting-disabled = true
+reporting-enabled = false
 bind-address = "127.0.0.1:{rpc_port}"
 
 [meta]

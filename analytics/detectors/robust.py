@@ -1,0 +1,112 @@
+"""Robust spike and level-shift detector: multi-scale EWMA baselines with gated learning.
+
+Per series it keeps a slow baseline (EWMA mean ``mu`` and EWMA absolute
+deviation ``dev``, a robust spread) and a few fast EWMA means of the same
+signal.  Each column is scored by the largest of
+
+* ``|x - mu| / sigma`` (a spike), and
+* ``|m_k - mu| / (sigma * s_k)`` for each fast mean ``m_k`` (a level shift:
+  averaging ``1 / alpha_k`` columns cancels noise, so a small sustained step
+  stands out; ``s_k = sqrt(alpha_k / (2 - alpha_k))`` is the standard deviation
+  of an EWMA of white noise in units of sigma).
+
+``sigma = 1.2533 * dev`` (mean absolute deviation of a Gaussian to its standard
+deviation), floored at ``rel_floor`` times the series' long-run typical level so a
+flat line does not make every wiggle infinite.
+
+What is flagged is not learned: a column whose score reaches ``learn_limit``
+leaves the slow baseline untouched.  A step that lasts (an outage at a new
+level, a re-provisioned server) is accepted as the new normal only after
+``relearn`` consecutive flagged columns, by an explicit reset of the baseline
+to the fast mean, not by drift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.detectors.column import ColumnDetector
+
+_MAD_TO_SIGMA = 1.2533
+
+
+class RobustShift(ColumnDetector):
+    """Spike / level-shift scores from gated multi-scale EWMA baselines.
+
+    Parameters
+    ----------
+    n_series : int
+        Series tracked at first.
+    alpha : float
+        Learning rate of the slow baseline, per column (0 < alpha < 1).
+    fast : tuple of float
+        Learning rates of the fast means compared with the baseline.
+    learn_limit : float
+        Scores at or above this (in sigmas) are not learned.
+    relearn : int
+        Consecutive flagged columns after which the baseline resets to the fast mean.
+    warmup : int
+        Observed columns per series before any non-zero score.
+    rel_floor : float
+        Floor of sigma as a fraction of the mean absolute level (plus 1e-9 absolute).
+    seed : int
+        Unused (deterministic); kept for the protocol.
+
+    Raises
+    ------
+    ValueError
+        If a rate is outside (0, 1) or ``warmup`` < 1.
+    """
+
+    def __init__(self, n_series: int, alpha: float = 0.01, fast: tuple[float, ...] = (0.5, 0.1),
+                 learn_limit: float = 6.0, relearn: int = 300, warmup: int = 100,
+                 rel_floor: float = 1e-3, seed: int = 0):
+        super().__init__(n_series, seed)
+        for a in (alpha, *fast):
+            if not 0.0 < a < 1.0:
+                raise ValueError(f"learning rates must be in (0, 1), got {a}")
+        if warmup < 1:
+            raise ValueError(f"warmup must be >= 1, got {warmup}")
+        self.alpha = float(alpha)
+        self.fast = np.asarray(fast, dtype=np.float64)
+        self.fast_sd = np.sqrt(self.fast / (2.0 - self.fast))
+        self.learn_limit = float(learn_limit)
+        self.relearn = int(relearn)
+        self.warmup = int(warmup)
+        self.rel_floor = float(rel_floor)
+        k = len(fast)
+        self._declare("mu", (), np.float64, np.nan)
+        self._declare("dev", (), np.float64, 0.0)
+        self._declare("level", (), np.float64, 0.0)  # EWMA of |x|: scale for the floor
+        self._declare("means", (k,), np.float64, np.nan)
+        self._declare("flagged_run", (), np.int32, 0)
+
+    def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        first = ok & np.isnan(self.mu)
+        # A cold series starts its baselines at its first reading.
+        self.mu = np.where(first, x, self.mu)
+        self.means = np.where(first[:, None], x[:, None], self.means)
+        self.level = np.where(first, np.abs(x), self.level)
+
+        # During warm-up learn faster (1/n), so the baseline is usable when scoring starts.
+        a = np.maximum(self.alpha, 1.0 / np.maximum(self.seen, 1))
+        means = self.means + self.fast * (x[:, None] - self.means)
+        sigma = np.maximum(_MAD_TO_SIGMA * self.dev, self.rel_floor * self.level + 1e-9)
+        resid = x - self.mu
+        z_spike = np.abs(resid) / sigma
+        z_shift = np.abs(means - self.mu[:, None]) / (sigma[:, None] * self.fast_sd)
+        # Capped: beyond 1000 sigmas the size says nothing more, and a cap keeps
+        # scores of near-flat series comparable with the rest.
+        score = np.minimum(np.maximum(z_spike, z_shift.max(axis=1)), 1e3)
+
+        warm = self.seen > self.warmup
+        learn = ok & ((score < self.learn_limit) | ~warm)
+        flagged = ok & ~learn
+        self.flagged_run = np.where(flagged, self.flagged_run + 1, np.where(ok, 0, self.flagged_run))
+        reset = self.flagged_run >= self.relearn
+        self.mu = np.where(learn, self.mu + a * resid, np.where(reset, means[:, -1], self.mu))
+        self.dev = np.where(learn, self.dev + a * (np.abs(resid) - self.dev), self.dev)
+        self.level = np.where(learn, self.level + a * (np.abs(x) - self.level), self.level)
+        self.means = np.where(ok[:, None], means, self.means)
+        self.flagged_run = np.where(reset, 0, self.flagged_run)
+        return score

@@ -1,0 +1,255 @@
+"""The embedded store: one SQLite file, for a single machine without any server.
+
+Layout (a "long" table, one row per device, field and measurement time)::
+
+    readings(device, field, ts_ns, value, arrived_ms)  PRIMARY KEY (device, field, ts_ns) WITHOUT ROWID
+    last_seen(device, ts_ns)                           latest measurement time per device
+    quarantine(arrived_ns, reason, kind, topic, device, detail, raw)
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, so every
+committed batch has been fsynced to the WAL before :meth:`SQLiteStore.write`
+returns.  ``synchronous=NORMAL`` in WAL mode is crash-safe for the *process*
+but may lose the last transactions on power loss, which would break
+"acknowledge the MQTT message only after a durable write".
+
+Concurrency: WAL lets other processes read (the API, dashboards) while the
+collector writes.  Inside one process each thread gets its own connection;
+writers wait for each other up to ``busy_timeout_s``, then raise a retryable
+StoreError.
+
+Values keep their type: a float field always reads back as float, int and
+bool fields as int (bools are stored as 0/1), exactly as from InfluxDB.  The
+quarantine stores the same text as the InfluxDB stores do (see
+storage.line_protocol), so every backend answers identically.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .base import Point, Rejected, StoreError, Value
+from .common import NS_PER_S, check_limit, check_query, check_range, float_fields, kind_from_tag, rows, value_caster
+from .line_protocol import quarantine_tag, quarantine_times, raw_text, stored_text, to_number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from device_profiles.loader import Registry
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    device     TEXT    NOT NULL,
+    field      TEXT    NOT NULL,
+    ts_ns      INTEGER NOT NULL,
+    value              NOT NULL,  -- no affinity: INTEGER stays INTEGER, REAL stays REAL
+    arrived_ms INTEGER NOT NULL,
+    PRIMARY KEY (device, field, ts_ns)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_seen (
+    device TEXT    NOT NULL PRIMARY KEY,
+    ts_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    arrived_ns INTEGER NOT NULL,
+    reason     TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    topic      TEXT    NOT NULL,
+    device     TEXT    NOT NULL,
+    detail     TEXT    NOT NULL,
+    raw        TEXT    NOT NULL,
+    PRIMARY KEY (arrived_ns, reason, kind)
+) WITHOUT ROWID;
+"""
+
+# window start = ts - (ts mod w), with a modulo that is never negative (times before 1970)
+_BUCKET = "(ts_ns - ((ts_ns % :w) + :w) % :w)"
+_AGG_SQL = {
+    "mean": f"SELECT {_BUCKET} AS b, AVG(value) FROM readings {{where}} GROUP BY b ORDER BY b",
+    "min": f"SELECT {_BUCKET} AS b, MIN(value) FROM readings {{where}} GROUP BY b ORDER BY b",
+    "max": f"SELECT {_BUCKET} AS b, MAX(value) FROM readings {{where}} GROUP BY b ORDER BY b",
+    "count": f"SELECT {_BUCKET} AS b, COUNT(value) FROM readings {{where}} GROUP BY b ORDER BY b",
+    # SQLite takes the bare column `value` from the row holding MAX(ts_ns)
+    "last": f"SELECT b, value FROM (SELECT {_BUCKET} AS b, value, MAX(ts_ns) FROM readings {{where}} GROUP BY b) "
+            "ORDER BY b",
+}
+_WHERE = "WHERE device = :device AND field = :field AND ts_ns >= :start AND ts_ns < :end"
+
+# SQLite result codes worth retrying, with what to tell the operator
+_RETRYABLE = {
+    5: "another connection holds the write lock; retry later",  # SQLITE_BUSY
+    6: "a table is locked; retry later",  # SQLITE_LOCKED
+    10: "an I/O error; check the disk, then retry",  # SQLITE_IOERR
+    13: "the disk is full; free some space, then retry",  # SQLITE_FULL
+}
+
+
+class SQLiteStore:
+    """Telemetry and quarantine in one SQLite file (see the module docstring for the guarantees)."""
+
+    def __init__(self, path: str | Path, registry: Registry, busy_timeout_s: float = 10.0):
+        self.path = Path(path)
+        self.registry = registry
+        self.busy_timeout_s = busy_timeout_s
+        self._floats = float_fields(registry)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        with self._errors(f"create the schema in {self.path}"):
+            conn.executescript(_SCHEMA)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, this Fansipan expects {SCHEMA_VERSION}: "
+                    "upgrade Fansipan or point it at a new file", retryable=False)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"{self!r} is closed", retryable=False)
+            with self._errors(f"open {self.path}"):
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode!r}); "
+                                     "is it on a network file system?", retryable=False)
+                conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    class _errors:
+        """Context manager turning sqlite3 errors into StoreError with the file and what was being done."""
+
+        def __init__(self, doing: str):
+            self.doing = doing
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, et, exc, tb):
+            if exc is None or not isinstance(exc, sqlite3.Error):
+                return False
+            code = getattr(exc, "sqlite_errorcode", None)
+            hint = _RETRYABLE.get(code & 0xFF) if code is not None else None
+            name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+            raise StoreError(f"SQLite: cannot {self.doing}: {name}: {exc}" + (f" ({hint})" if hint else ""),
+                             retryable=hint is not None) from exc
+
+    # ---------------------------------------------------------------- writes
+
+    def _reading_rows(self, points: Sequence[Point]):
+        out = []
+        for p in points:
+            arrived_ms = int(p.arrived_ns) // 1_000_000
+            floats = self._floats.get(p.kind, ())
+            for name, v in p.fields.items():
+                t = type(v)
+                if t is float:
+                    if v - v != 0.0:
+                        raise ValueError(f"{p.kind} {p.device} field {name!r} is {v!r}: not a finite number")
+                elif t is int:
+                    v = float(v) if name in floats else v
+                elif t is bool:
+                    v = int(v)
+                else:
+                    v = to_number(v, name in floats, f"{p.kind} {p.device} field {name!r}")
+                out.append((p.device, name, int(p.ts_ns), v, arrived_ms))
+        return out
+
+    def write(self, points: Sequence[Point], rejected: Sequence[Rejected] = ()) -> None:
+        """Store the batch in one transaction, fsynced before returning.
+
+        Raises StoreError: retryable when the database is busy, the disk full or
+        an I/O error occurred; not retryable when a value cannot be stored (NaN,
+        infinity or a non-numeric value: a bug upstream, since the validator
+        refuses those).
+        """
+        try:
+            readings = self._reading_rows(points)
+        except ValueError as exc:
+            raise StoreError(f"SQLite {self.path}: batch refused: {exc}", retryable=False) from exc
+        seen: dict[str, int] = {}
+        for p in points:
+            if seen.get(p.device, -1 << 63) < p.ts_ns:
+                seen[p.device] = int(p.ts_ns)
+        quarantine = [
+            (t, quarantine_tag(r.reason), quarantine_tag(r.kind), stored_text(r.topic), stored_text(r.device),
+             stored_text(r.detail), stored_text(raw_text(r.raw)))
+            for r, t in zip(rejected, quarantine_times(rejected))
+        ]
+        if not readings and not seen and not quarantine:
+            return
+        conn = self._conn()
+        with self._errors(f"write {len(points)} points and {len(rejected)} refusals to {self.path}"):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", readings)
+                conn.executemany(
+                    "INSERT INTO last_seen VALUES (?, ?) ON CONFLICT(device) DO UPDATE "
+                    "SET ts_ns = MAX(ts_ns, excluded.ts_ns)", seen.items())
+                conn.executemany("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)", quarantine)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # ---------------------------------------------------------------- reads
+
+    def query(self, device: str, field: str, start_ns: int, end_ns: int,
+              window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
+        """See storage.base.Store.query."""
+        _, ftype = check_query(self.registry, device, field, start_ns, end_ns, window_s, agg)
+        args = {"device": device, "field": field, "start": start_ns, "end": end_ns}
+        if window_s is None:
+            sql = f"SELECT ts_ns, value FROM readings {_WHERE} ORDER BY ts_ns"
+        else:
+            sql = _AGG_SQL[agg].format(where=_WHERE)
+            args["w"] = window_s * NS_PER_S
+        with self._errors(f"query {device}.{field} in {self.path}"):
+            result = self._conn().execute(sql, args).fetchall()
+        return rows(result, value_caster(ftype, agg))
+
+    def last_seen(self) -> dict[str, int]:
+        with self._errors(f"read last_seen from {self.path}"):
+            return dict(self._conn().execute("SELECT device, ts_ns FROM last_seen").fetchall())
+
+    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
+        """See storage.base.Store.quarantined; text fields read back as in storage.line_protocol."""
+        check_range(start_ns, end_ns)
+        check_limit(limit)
+        with self._errors(f"read the quarantine from {self.path}"):
+            result = self._conn().execute(
+                "SELECT arrived_ns, topic, reason, detail, raw, kind, device FROM quarantine "
+                "WHERE arrived_ns >= ? AND arrived_ns < ? ORDER BY arrived_ns DESC LIMIT ?",
+                (start_ns, end_ns, limit)).fetchall()
+        return [Rejected(t, topic, reason, detail, raw.encode("utf-8"), kind_from_tag(kind, self.registry), device)
+                for t, topic, reason, detail, raw, kind, device in result]
+
+    def close(self) -> None:
+        """Close every thread's connection; later calls raise StoreError."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()

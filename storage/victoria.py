@@ -1,0 +1,169 @@
+"""Read Fansipan's data back from VictoriaMetrics (the reader half for InfluxV2Store).
+
+VictoriaMetrics takes InfluxDB line protocol on ``/write`` and ``/api/v2/write``
+and stores ``kind,device=..,site=.. field=v`` as the metric ``kind_field`` with
+labels ``device``, ``site``, ``district``.  This reader fetches raw samples
+with ``/api/v1/export`` and aggregates windows itself (numpy), so the answers
+match InfluxQL's ``GROUP BY time(..) fill(none)``: windows aligned on the
+epoch, stamped with their start, empty ones left out.
+
+What VictoriaMetrics cannot do, and therefore this reader cannot either:
+
+* times are kept to the millisecond: points less than 1 ms apart collapse;
+* it keeps every sample written, duplicates included, and does not remember
+  which of two samples with the same timestamp came last: this reader keeps
+  one sample per millisecond (identical re-deliveries are therefore stored
+  once, but "last write wins" is not guaranteed for differing values);
+* it stores numbers only, so the quarantine's text (topic, detail, raw payload)
+  is lost: :meth:`VictoriaMetricsReader.quarantined` raises NotImplementedError;
+* freshly written samples show up in queries after about a second, unless
+  flushed: with ``flush_before_read=True`` (the default) every read first calls
+  ``/internal/force_flush``, which gives read-your-writes at the cost of extra
+  disk work; turn it off for dashboards that poll;
+* a write returns before the samples reach the disk (they are buffered for up
+  to a second), so a crash of VictoriaMetrics can lose acknowledged writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import numpy as np
+
+from .base import Rejected, StoreError, Value
+from .common import NS_PER_S, check_query, http_error, rows, safe_url, unreachable, value_caster
+
+if TYPE_CHECKING:  # pragma: no cover
+    from device_profiles.loader import Registry
+
+NS_PER_MS = 1_000_000
+LAST_SEEN_LOOKBACK = "3650d"  # MetricsQL range of last_seen(): a device silent for ten years is forgotten
+FUTURE_ALLOWANCE_S = 86_400  # last_seen() also sees points stamped up to a day ahead of this machine
+
+
+def _seconds(ms: int) -> str:
+    """Epoch milliseconds as the seconds-with-fraction VictoriaMetrics expects for start/end."""
+    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
+    return f"{sign}{ms // 1000}.{ms % 1000:03d}"
+
+
+def _label(value: str) -> str:
+    """A label value inside a series selector, double-quoted and escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def aggregate(ts_ns: np.ndarray, values: np.ndarray, window_ns: int, agg: str) -> list[tuple[int, float]]:
+    """Aggregate sorted samples into epoch-aligned windows; one row per non-empty window, at its start."""
+    if ts_ns.size == 0:
+        return []
+    buckets = ts_ns - ts_ns % window_ns  # numpy's % follows the divisor's sign: correct before 1970 too
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    ends = np.r_[starts[1:], ts_ns.size]
+    counts = ends - starts
+    if agg == "count":
+        out = counts
+    elif agg == "mean":
+        out = np.add.reduceat(values, starts) / counts
+    elif agg == "min":
+        out = np.minimum.reduceat(values, starts)
+    elif agg == "max":
+        out = np.maximum.reduceat(values, starts)
+    elif agg == "last":
+        out = values[ends - 1]
+    else:  # pragma: no cover - check_query refuses it first
+        raise ValueError(f"unknown aggregate {agg!r}")
+    return list(zip(buckets[starts].tolist(), out.tolist()))
+
+
+class VictoriaMetricsReader:
+    """query/last_seen over VictoriaMetrics' HTTP API (see the module docstring for its limits)."""
+
+    def __init__(self, url: str, registry: Registry, timeout_s: float = 10, flush_before_read: bool = True,
+                 headers: dict[str, str] | None = None):
+        self.url = safe_url(url)
+        self.registry = registry
+        self.flush_before_read = flush_before_read
+        self.where = f"VictoriaMetrics at {self.url}"
+        self._client = httpx.Client(base_url=url, timeout=timeout_s, headers=headers)
+
+    def __repr__(self) -> str:
+        return f"VictoriaMetricsReader({self.url!r})"
+
+    def _get(self, path: str, params: dict | list, doing: str) -> httpx.Response:
+        try:
+            if self.flush_before_read:
+                flush = self._client.get("/internal/force_flush")
+                if flush.status_code != 200:
+                    raise http_error(flush.status_code, flush.text, "flush recent writes", self.where)
+            resp = self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise unreachable(exc, doing, self.where) from exc
+        if resp.status_code != 200:
+            raise http_error(resp.status_code, resp.text, doing, self.where)
+        return resp
+
+    def _export(self, selector: str, start_ms: int, end_ms: int, doing: str) -> list[dict]:
+        """Raw samples of every series matching ``selector`` with start_ms <= t <= end_ms."""
+        resp = self._get("/api/v1/export",
+                         {"match[]": selector, "start": _seconds(start_ms), "end": _seconds(end_ms)}, doing)
+        try:
+            return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise StoreError(f"{self.where}: cannot {doing}: the export is not JSON lines", retryable=False) from exc
+
+    def query(self, device: str, field: str, start_ns: int, end_ns: int,
+              window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
+        """See storage.base.Store.query (times in ms precision, one sample per ms)."""
+        dev, ftype = check_query(self.registry, device, field, start_ns, end_ns, window_s, agg)
+        # samples are whole ms: t_ms * 1e6 is in [start_ns, end_ns) iff ceil(start/1e6) <= t_ms < ceil(end/1e6)
+        first_ms, stop_ms = -(-start_ns // NS_PER_MS), -(-end_ns // NS_PER_MS)
+        if first_ms >= stop_ms:
+            return []
+        selector = f"{{__name__={_label(f'{dev.kind}_{field}')},device={_label(device)}}}"
+        series = self._export(selector, first_ms, stop_ms - 1, f"export {device}.{field}")
+        ts = np.array([t for s in series for t in s.get("timestamps", [])], dtype=np.int64)
+        vals = np.array([v for s in series for v in s.get("values", [])], dtype=np.float64)
+        if ts.size != vals.size:
+            raise StoreError(f"{self.where}: export of {device}.{field} has unequal timestamps and values",
+                             retryable=False)
+        order = np.argsort(ts, kind="stable")
+        ts, vals = ts[order], vals[order]
+        keep = (ts >= first_ms) & (ts < stop_ms)
+        ts, vals = ts[keep], vals[keep]
+        if ts.size:  # duplicates (re-deliveries): keep the last sample of each millisecond
+            last = np.r_[ts[1:] != ts[:-1], True]
+            ts, vals = ts[last], vals[last]
+        ts = ts * NS_PER_MS
+        if window_s is None:
+            pairs = list(zip(ts.tolist(), vals.tolist()))
+        else:
+            pairs = aggregate(ts, vals, window_s * NS_PER_S, agg)
+        return rows(pairs, value_caster(ftype, agg))
+
+    def last_seen(self) -> dict[str, int]:
+        """Device -> time of its latest point (ms precision), from each kind's ``arrived_ms`` metric."""
+        if not self.registry.kinds:
+            return {}
+        names = "|".join(f"{k}_arrived_ms" for k in sorted(self.registry.kinds))  # kinds are [a-z0-9_-]
+        q = f'max by (device) (tlast_over_time({{__name__=~"{names}"}}[{LAST_SEEN_LOOKBACK}]))'
+        params = {"query": q, "time": str(int(time.time()) + FUTURE_ALLOWANCE_S), "nocache": "1"}
+        resp = self._get("/api/v1/query", params, "read last_seen")
+        try:
+            result = resp.json()["data"]["result"]
+            return {r["metric"]["device"]: round(float(r["value"][1]) * 1000) * NS_PER_MS
+                    for r in result if r.get("metric", {}).get("device")}
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise StoreError(f"{self.where}: cannot read last_seen: unexpected answer {resp.text[:200]!r}",
+                             retryable=False) from exc
+
+    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
+        raise NotImplementedError(
+            "VictoriaMetrics stores numbers only: the quarantine's topic, detail and raw payload are dropped "
+            "on write, so refused payloads cannot be read back from it. Keep the quarantine in a store that "
+            "keeps strings (SQLite, InfluxDB).")
+
+    def close(self) -> None:
+        self._client.close()
