@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timezone
 
 import numpy as np
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 MALFORMED_REASONS = ("decode_error", "unknown_device", "unknown_field", "wrong_type", "out_of_range", "bad_timestamp")
 BACKLOG_S = 3600.0  # default head start into the past for open-ended accelerated runs
 FAST_BACKLOG_S = 7 * 86400.0  # ... and for speed=0 runs
-FAST_STEP_S = 600.0  # simulated seconds generated per step when running as fast as possible
+FAST_STEP_S = 600.0
+MESSAGES_STEP_S = 300.0  # default step of messages()  # simulated seconds generated per step when running as fast as possible
 TICK_WALL_S = 0.2  # how often a paced run wakes up to publish what fell due
 
 
@@ -68,28 +70,26 @@ class SimStats:
                     "devices_published": set(self.devices_published)}
 
 
-class _Tally:
-    """Per-chunk counters, committed to SimStats in one lock round."""
+def _count(stats: SimStats, msgs: list, kind: str | None) -> None:
+    """Add a list of handed-out messages to ``stats`` (``kind``: the kind of all of them, None if mixed).
 
-    __slots__ = ("msgs", "valid", "bad", "per_kind", "devices")
-
-    def __init__(self):
-        self.msgs, self.valid, self.bad, self.per_kind, self.devices = 0, 0, {}, {}, set()
-
-    def count(self, m) -> None:
-        _topic, _payload, valid, reason, nbad, kind, device = m
-        self.msgs += 1
-        if valid:
-            self.valid += valid
-            self.per_kind[kind] = self.per_kind.get(kind, 0) + valid
-            self.devices.add(device)
-        if nbad:
-            self.bad[reason] = self.bad.get(reason, 0) + nbad
-
-    def commit(self, stats: SimStats) -> None:
-        if self.msgs:
-            stats.add(self.msgs, self.valid, self.bad, self.per_kind, self.devices)
-        self.__init__()
+    A message is (topic, payload, valid readings, reason, refused readings, kind, device).
+    """
+    if not msgs:
+        return
+    valid = sum(map(itemgetter(2), msgs))
+    if kind is not None:
+        per_kind = {kind: valid} if valid else {}
+    else:
+        per_kind = {}
+        for m in msgs:
+            if m[2]:
+                per_kind[m[5]] = per_kind.get(m[5], 0) + m[2]
+    bad: dict = {}
+    for m in msgs:
+        if m[4]:
+            bad[m[3]] = bad.get(m[3], 0) + m[4]
+    stats.add(len(msgs), valid, bad, per_kind, {m[6] for m in msgs if m[2]})
 
 
 class Simulation:
@@ -148,8 +148,8 @@ class Simulation:
 
     # -------------------------------------------------------------- generation
 
-    def _chunks(self, a: float, b: float) -> Iterator[list]:
-        """Messages for readings due in [a, b): one list per kind, each time-ordered.
+    def _chunks(self, a: float, b: float) -> Iterator[tuple[str, list]]:
+        """Messages for readings due in [a, b): (kind, list) per kind, each list time-ordered.
 
         A message is (topic, payload, valid readings, reason, refused readings, kind, device).
         """
@@ -167,7 +167,7 @@ class Simulation:
                 keep = ~silent
                 dev, k, t = dev[keep], k[keep], t[keep]
                 if not len(dev):
-                    yield out
+                    yield kind, out
                     continue
             off = t - t0
             vals = m.values(dev, plan.stuck_at(m, dev, k, off), effects=lambda c: plan.apply(m, c, off))
@@ -189,7 +189,7 @@ class Simulation:
                     buf.append((frags[j], skewed[j]))
                     if len(buf) >= batch:
                         out.extend(self._flush_one(m, i))
-            yield out
+            yield kind, out
 
     def _flush_one(self, m: KindModel, i: int) -> list:
         buf = self._buffers.pop((m.kind, i), None)
@@ -218,28 +218,28 @@ class Simulation:
     def messages(self, n_steps: int, step_s: float | None = None) -> Iterator[tuple[str, bytes, int]]:
         """Generate ``n_steps`` steps of ``step_s`` simulated seconds without MQTT or sleeping.
 
-        Yields (topic, payload, valid readings in it).  ``step_s`` defaults to the
-        shortest reporting interval of any kind.  Partial batches are flushed at the
+        Yields (topic, payload, valid readings in it).  ``step_s`` defaults to
+        :data:`MESSAGES_STEP_S` (bigger steps generate faster).  Partial batches are flushed at the
         end.  Every yielded message is counted in :attr:`stats` (the caller is
         taken to publish it).  Simulated time continues from the previous call.
         """
-        step = float(step_s or min(m.interval_s for m in self.models.values()))
+        step = float(step_s or MESSAGES_STEP_S)
         a = self._begin(n_steps * step)
-        tally = _Tally()
+        for _ in range(n_steps):
+            b = a + step
+            for kind, chunk in self._chunks(a, b):
+                yield from self._handout(chunk, kind)
+            a = self._cursor = b
+        yield from self._handout(self._flush_all(), None)
+
+    def _handout(self, chunk: list, kind: str | None):
+        done = 0
         try:
-            for _ in range(n_steps):
-                b = a + step
-                for chunk in self._chunks(a, b):
-                    for msg in chunk:
-                        tally.count(msg)
-                        yield msg[0], msg[1], msg[2]
-                    tally.commit(self.stats)
-                a = self._cursor = b
-            for msg in self._flush_all():
-                tally.count(msg)
+            for msg in chunk:
+                done += 1
                 yield msg[0], msg[1], msg[2]
         finally:
-            tally.commit(self.stats)
+            _count(self.stats, chunk if done == len(chunk) else chunk[:done], kind)
 
     # -------------------------------------------------------------- paced run
 
@@ -275,20 +275,20 @@ class Simulation:
                     caught_up = True
                 b = time.time()
             if b > a:
-                for chunk in self._chunks(a, b):
-                    self._publish(publish, chunk)
+                for kind, chunk in self._chunks(a, b):
+                    self._publish(publish, chunk, kind)
                 a = self._cursor = b
             if last:
                 break
             if not fast or caught_up:
                 stop.wait(TICK_WALL_S if deadline is None else max(0.0, min(TICK_WALL_S, deadline - time.monotonic())))
-        self._publish(publish, self._flush_all())
+        self._publish(publish, self._flush_all(), None)
 
-    def _publish(self, publish, chunk: list) -> None:
-        tally = _Tally()
+    def _publish(self, publish, chunk: list, kind: str | None) -> None:
+        done = 0
         try:
             for msg in chunk:
                 publish(msg[0], msg[1])
-                tally.count(msg)
+                done += 1
         finally:
-            tally.commit(self.stats)
+            _count(self.stats, chunk if done == len(chunk) else chunk[:done], kind)

@@ -54,12 +54,17 @@ def stable_id(text: str) -> int:
 
 # ------------------------------------------------------------------ counter-based noise
 
+_C0, _C1, _C2, _C3 = (np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB,
+                                               0xD6E8FEB86659FD93))
+_S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+
+
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer on a uint64 array (wrapping arithmetic)."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """splitmix64 finalizer on a uint64 array (wrapping arithmetic: arrays do not warn on overflow)."""
+    x = x + _C0
+    x = (x ^ (x >> _S30)) * _C1
+    x = (x ^ (x >> _S27)) * _C2
+    return x ^ (x >> _S31)
 
 
 def key(*parts: int) -> int:
@@ -72,16 +77,18 @@ def key(*parts: int) -> int:
 
 
 def hash64(keys: np.ndarray, k: np.ndarray | int) -> np.ndarray:
-    """Hash per-reading (key, counter) pairs into uint64."""
-    with np.errstate(over="ignore"):
-        a = np.asarray(keys, dtype=np.uint64)
-        b = np.asarray(k).astype(np.int64).astype(np.uint64)
-        return _mix(_mix(a) ^ (b * np.uint64(0xD6E8FEB86659FD93)))
+    """Hash per-reading (key, counter) pairs into uint64 (``keys`` and ``k`` broadcast together)."""
+    a = np.atleast_1d(np.asarray(keys, dtype=np.uint64))
+    if isinstance(k, int):
+        b = np.array([k & MASK64], dtype=np.uint64)
+    else:
+        b = np.atleast_1d(np.asarray(k, dtype=np.int64)).view(np.uint64)
+    return _mix(_mix(a) ^ (b * _C3))
 
 
 def uniform(keys: np.ndarray, k: np.ndarray | int) -> np.ndarray:
     """Uniform floats in [0, 1), one per (key, counter)."""
-    return (hash64(keys, k) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return (hash64(keys, k) >> _S11).astype(np.float64) * (1.0 / (1 << 53))
 
 
 def normal(keys: np.ndarray, k: np.ndarray | int) -> np.ndarray:
