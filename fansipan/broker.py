@@ -48,8 +48,8 @@ persistence true
 persistence_location {dir}/
 # The collector acknowledges a message only after its batch is durably written,
 # so the broker must let a whole batch be in flight (see deploy/mosquitto/mosquitto.conf).
-max_inflight_messages 1000
-max_queued_messages 100000
+max_inflight_messages 20000
+max_queued_messages 1000000
 log_dest file {dir}/mosquitto.log
 """
 

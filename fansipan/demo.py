@@ -88,10 +88,10 @@ def run_demo(args) -> int:
         pub.flush(timeout=30)
         pub.close()
         drained = _drain(sim, collector, timeout=30)
+        _progress(started, sim, collector)
         collector.stop()
         store.close()
         broker.stop()
-    _progress(started, sim, collector)
     summary = _summary(sim, collector, broker, faults, time.monotonic() - started, drained)
     _print_kinds(summary)
     if args.summary_json:

@@ -10,15 +10,17 @@ Time: simulated time starts at ``start`` and advances ``speed`` simulated
 seconds per wall second (``speed=0``: as fast as possible).  Measurement times
 are in simulated time.  The collector refuses times more than a couple of
 minutes ahead of its wall clock, so when ``start`` is not given it is placed in
-the past: far enough that a run of ``duration_s`` wall seconds ends at "now"
-(or :data:`BACKLOG_S` back for open-ended accelerated runs), and simulated time
-is never let run ahead of the wall clock: having caught up, it goes on at real
-time.  An explicit ``start`` is taken as given.
+the past: far enough that the run ends at "now" (``duration_s`` known), or
+:data:`BACKLOG_S` (:data:`FAST_BACKLOG_S` at speed 0) back for open-ended runs;
+and then simulated time is never let run ahead of the wall clock: having caught
+up, it goes on at real time.  An explicit ``start`` is taken as given (choose
+it in the past: readings ahead of the collector's clock are refused).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,24 +46,36 @@ TICK_WALL_S = 0.2  # how often a paced run wakes up to publish what fell due
 
 @dataclass
 class SimStats:
-    """Counters of what was handed to ``publish`` (thread-safe: read with :meth:`snapshot`)."""
+    """Counters of what was handed to ``publish``.
+
+    Safe to read from another thread while the simulation runs: the dicts and
+    the set are replaced, never changed in place, so iterating one is safe;
+    :meth:`snapshot` gives a consistent copy of all of them.
+    """
 
     published_messages: int = 0
     published_readings: int = 0  # valid readings: the collector must store exactly these
     malformed_by_reason: dict = field(default_factory=dict)  # reason -> readings it must refuse
     per_kind: dict = field(default_factory=dict)  # kind -> valid readings
-    devices_published: set = field(default_factory=set)
+    devices_published: set = field(default_factory=set)  # devices with at least one valid reading
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, msgs: int, valid: int, bad: dict, per_kind: dict, devices) -> None:
+    def add(self, msgs: int, valid: int, bad: dict, per_kind: dict, devices: set) -> None:
         with self._lock:
+            if bad:
+                merged = dict(self.malformed_by_reason)
+                for k, n in bad.items():
+                    merged[k] = merged.get(k, 0) + n
+                self.malformed_by_reason = merged
+            if per_kind:
+                merged = dict(self.per_kind)
+                for k, n in per_kind.items():
+                    merged[k] = merged.get(k, 0) + n
+                self.per_kind = merged
+            if not devices <= self.devices_published:
+                self.devices_published = self.devices_published | devices
             self.published_messages += msgs
             self.published_readings += valid
-            for k, n in bad.items():
-                self.malformed_by_reason[k] = self.malformed_by_reason.get(k, 0) + n
-            for k, n in per_kind.items():
-                self.per_kind[k] = self.per_kind.get(k, 0) + n
-            self.devices_published.update(devices)
 
     def snapshot(self) -> dict:
         with self._lock:
@@ -173,7 +187,11 @@ class Simulation:
             vals = m.values(dev, plan.stuck_at(m, dev, k, off), effects=lambda c: plan.apply(m, c, off))
             ts = m.timestamps(dev, k, t)
             skew = plan.skew_s(kind, dev, off)
-            frags = m.encode(dev, ts + skew, vals)
+            if skew.any():  # ahead of the collector's clock too, even when simulated time lags it
+                ahead = max(skew.max(), m.profile.reporting.future_tolerance_s + 600.0)
+                frags = m.encode(dev, np.where(skew > 0, np.maximum(ts, time.time()) + ahead, ts), vals)
+            else:
+                frags = m.encode(dev, ts, vals)
             skewed = (skew > 0).tolist()
             rate = plan.malformed_rate(off)
             broken = (sg.uniform(m.keys[dev] ^ np.uint64(0xBAD), k) < rate).tolist() if rate.any() else None
@@ -245,30 +263,33 @@ class Simulation:
 
     def run(self, publish: Callable[[str, bytes], None], duration_s: float | None = None,
             stop: threading.Event | None = None) -> None:
-        """Publish readings as they fall due until ``duration_s`` wall seconds pass or ``stop`` is set.
+        """Publish readings as they fall due, until ``duration_s`` is over or ``stop`` is set.
 
-        ``publish(topic, payload)`` may block (back-pressure) and may raise, which
-        ends the run (messages it did not accept are not counted).  Partial batches
-        are flushed before returning.  The caller flushes/closes its MQTT client.
+        ``duration_s``: wall-clock seconds when ``speed > 0``; simulated seconds when
+        running as fast as possible (``speed == 0``), where wall time means nothing.
+        ``None``: until ``stop``.  ``publish(topic, payload)`` may block (back-pressure)
+        and may raise, which ends the run (messages it did not accept are not
+        counted).  Partial batches are flushed before returning.  The caller
+        flushes/closes its MQTT client.
         """
         stop = stop or threading.Event()
         fast = self.speed == 0
         if fast:
-            backlog = FAST_BACKLOG_S
+            backlog = FAST_BACKLOG_S if duration_s is None else duration_s
         elif duration_s is not None:
             backlog = max(0.0, duration_s * (self.speed - 1))
         else:
             backlog = BACKLOG_S if self.speed > 1 else 0.0
         a = self._begin(backlog)
         w0, s0 = time.monotonic(), a
-        deadline = None if duration_s is None else w0 + duration_s
+        deadline = None if duration_s is None or fast else w0 + duration_s
+        sim_end = a + duration_s if fast and duration_s is not None else math.inf
         caught_up = False
         while True:
             now = time.monotonic()
-            last = stop.is_set() or (deadline is not None and now >= deadline)
             if deadline is not None:
                 now = min(now, deadline)
-            b = a + FAST_STEP_S if fast else s0 + (now - w0) * self.speed
+            b = min(a + FAST_STEP_S, sim_end) if fast else s0 + (now - w0) * self.speed
             if not self._pinned and b > time.time():
                 if not caught_up and self.speed != 1:
                     log.warning("simulated time caught up with the wall clock: going on at real time")
@@ -278,7 +299,7 @@ class Simulation:
                 for kind, chunk in self._chunks(a, b):
                     self._publish(publish, chunk, kind)
                 a = self._cursor = b
-            if last:
+            if stop.is_set() or b >= sim_end or (deadline is not None and now >= deadline):
                 break
             if not fast or caught_up:
                 stop.wait(TICK_WALL_S if deadline is None else max(0.0, min(TICK_WALL_S, deadline - time.monotonic())))

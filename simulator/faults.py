@@ -15,6 +15,7 @@ naming the fault, the target and the valid choices.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ FAULTS = {
     "stuck_sensor": "<device id>: the device repeats one value on its numeric fields",
     "flood": "<water-level device id>: the river rises past the warn and crit marks over ~1 hour",
     "speaker_offline": "<site id>: the site's IP loudspeaker clusters fall silent",
-    "clock_skew": "<device id>: the device's timestamps are 1 hour ahead (refused as bad_timestamp)",
+    "clock_skew": "<device id>: timestamps 1 hour ahead of max(simulated time, wall clock): refused, bad_timestamp",
     "malformed": "<rate 0..1>: that share of messages replaced by one-reading bad payloads",
 }
 
@@ -48,10 +49,12 @@ FAN = re.compile(r"fan")
 HEATED_T = re.compile(r"(inlet|intake|cpu|chip|die|asic|gpu)\w*temp")
 
 
-def _choices(items, limit: int = 25) -> str:
+def _choices(items, target: str = "", limit: int = 80) -> str:
     items = sorted(items)
+    close = difflib.get_close_matches(target, items, n=3, cutoff=0.6)
     more = f", ... ({len(items)} in all)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return ", ".join(items[:limit]) + more + hint
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class Fault:
         return r
 
     def _bad(self, what: str, choices) -> ValueError:
-        return ValueError(f"fault {self.name}: target {self.target!r} is not {what}; valid choices: {_choices(choices)}")
+        return ValueError(f"fault {self.name}: target {self.target!r} is not {what}; valid choices: {_choices(choices, self.target)}")
 
     def devices(self, registry) -> list[str]:
         """The devices this fault acts on directly (validated against ``registry``; ValueError if not)."""

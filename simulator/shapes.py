@@ -138,7 +138,7 @@ def m_pm25(c, name, spec, noise=2.0):
     traffic = 0.85 + 0.3 * _bell(c.hour, 7.5, 1.5) + 0.45 * _bell(c.hour, 20, 2.0) - 0.15 * _bell(c.hour, 14, 3)
     site = (0.6 + 0.7 * c.trait(name)) * np.where(c.elev > 1000, 0.7, 1.0)
     v = season * traffic * site * np.exp(0.35 * c.weather) * (1 - 0.6 * np.tanh(c.rain / 8))
-    return v + noise * c.noise(name)
+    return np.maximum(v * (1 + 0.05 * c.noise(name)) + 0.3 * noise * c.noise(name + "+"), 1.5 + c.trait(name))
 
 
 def m_ratio(c, name, spec, of, lo, hi, noise=0.0, add=0.0):

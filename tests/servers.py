@@ -256,6 +256,15 @@ def _reachable_by(path: Path, uid: int, gid: int) -> bool:
     return True
 
 
+PRODUCTION_BROKER_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+def production_broker_limits() -> list[str]:
+    """The in-flight and queue settings of the shipped broker config: tests run with the same limits."""
+    keys = ("max_inflight_messages", "max_queued_messages", "max_queued_bytes", "persistent_client_expiration")
+    return [line.strip() for line in PRODUCTION_BROKER_CONF.read_text().splitlines() if line.split(" ")[0] in keys]
+
+
 def start_mosquitto(tmpdir: Path | str, port: int | None = None, persistence: bool = True,
                     extra_conf: str = "") -> Server:
     """Mosquitto 2.x (Debian package ``mosquitto``) on 127.0.0.1, anonymous, with the production queue limits.
@@ -287,8 +296,7 @@ def start_mosquitto(tmpdir: Path | str, port: int | None = None, persistence: bo
             "allow_anonymous true",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {data}/",
-            "max_inflight_messages 1000",
-            "max_queued_messages 100000",
+            *production_broker_limits(),
             "log_dest stdout",
             "log_type error",
             "log_type warning",
