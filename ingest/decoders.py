@@ -89,6 +89,8 @@ def decode_json(payload: bytes) -> list:
 
 def _split_unescaped(s: str, sep: str, limit: int = -1) -> list[str]:
     """Split on ``sep`` where it is not escaped by a backslash and not inside double quotes."""
+    if "\\" not in s and '"' not in s:  # the common case: nothing escaped, nothing quoted
+        return s.split(sep, limit)
     out, cur, i, quoted = [], [], 0, False
     n = len(s)
     while i < n:
@@ -113,6 +115,8 @@ def _split_unescaped(s: str, sep: str, limit: int = -1) -> list[str]:
 
 
 def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
     return s.replace("\\,", ",").replace("\\=", "=").replace("\\ ", " ").replace('\\"', '"').replace("\\\\", "\\")
 
 

@@ -292,11 +292,18 @@ def shape_for(kind: str, family: str, name: str, spec) -> tuple[str, dict]:
     return TABLE.get((kind, name)) or generic_shape(family, name, spec)
 
 
+def _frac_digits(x: float) -> int:
+    text = repr(float(x))
+    return 0 if "e" in text or text.endswith(".0") else min(6, len(text.split(".")[1]))
+
+
 def decimals(spec) -> int:
-    """Decimal places kept for a float field: about 4 significant digits of its normal band (1 to 3)."""
+    """Decimal places sent for a float field: ~4 significant digits of its normal band (1 to 3),
+    and at least as many as its min/max have, so a value clamped to a bound prints as the bound."""
     lo, hi = _marks(spec)
     span = min(spec.max - spec.min, hi - lo) if hi > lo else spec.max - spec.min
-    return int(min(3, max(1, 3 - math.floor(math.log10(span))))) if span > 0 else 2
+    d = int(min(3, max(1, 3 - math.floor(math.log10(span))))) if span > 0 else 2
+    return max(d, _frac_digits(spec.min), _frac_digits(spec.max))
 
 
 def finalize(spec, v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,227 @@
+"""Ingest throughput, end to end, against baselines measured in the same run.
+
+    python -m benchmarks.ingest [--messages 40000] [--batched-messages 2000]
+
+Method: every consumer drains the same backlog from a real mosquitto. For each
+consumer we first open its persistent session (subscribe, disconnect), then
+publish the backlog with QoS 1 (the broker queues it for the session), then
+start the consumer and time how long it takes to take everything. This
+measures the consumer, not the publisher, and every consumer sees the same
+broker, the same messages and the same machine load.
+
+Consumers: ``mosquitto_sub`` (C, QoS 1, discards), a bare paho-mqtt subscriber
+that only counts (QoS 1, automatic acknowledgements), and the Fansipan
+collector (QoS 1, decode + validate + durable write, then acknowledge) into
+the embedded SQLite store and into a real InfluxDB 1.x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from device_profiles import load_registry
+from fansipan.broker import LocalBroker
+from fansipan.config import Settings
+from ingest.collector import Collector
+from simulator.core import Simulation
+from simulator.publisher import MqttPublisher
+from storage.influx_v1 import InfluxV1Store
+from storage.sqlite import SQLiteStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import servers  # noqa: E402  (starts a real influxd on 127.0.0.1, as the tests do)
+
+REGISTRY = load_registry()
+TOPIC = "laocai/#"
+
+
+def backlog(n_messages: int, batch: int) -> tuple[list[tuple[str, bytes]], int]:
+    """The simulator's messages, a fixed sample: (topic, payload) list and the readings in it."""
+    start = datetime.now(timezone.utc) - timedelta(days=2)
+    sim = Simulation(REGISTRY, seed=11, speed=0, start=start, batch=batch)
+    msgs, readings = [], 0
+    for topic, payload, n in sim.messages(10**9):
+        msgs.append((topic, payload))
+        readings += n
+        if len(msgs) >= n_messages:
+            break
+    return msgs, readings
+
+
+def publish_all(port: int, msgs) -> None:
+    pub = MqttPublisher("127.0.0.1", port, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", max_inflight=5000)
+    for topic, payload in msgs:
+        pub.publish(topic, payload)
+    pub.flush(timeout=300)
+    pub.close()
+
+
+def _session_props() -> Properties:
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = 3600
+    p.ReceiveMaximum = 20000
+    return p
+
+
+class BarePaho:
+    """Counts messages; QoS 1 with paho's automatic acknowledgement. The ceiling of one Python MQTT client."""
+
+    name = "bare paho subscriber (counts only)"
+
+    def __init__(self, port: int):
+        self.port, self.count, self.done = port, 0, threading.Event()
+        self.target = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bare-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(TOPIC, qos=1)
+        self.client.on_message = self._on_message
+
+    def _on_message(self, c, u, m):
+        self.count += 1
+        if self.count >= self.target:
+            self.done.set()
+
+    def open_session(self) -> None:
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=_session_props())
+        self.client.loop_start()
+        time.sleep(0.5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def drain(self, n_messages: int, n_readings: int) -> float:
+        self.target = n_messages
+        t0 = time.perf_counter()
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=_session_props())
+        self.client.loop_start()
+        if not self.done.wait(600):
+            raise RuntimeError(f"bare paho got {self.count} of {n_messages}")
+        elapsed = time.perf_counter() - t0
+        self.client.disconnect()
+        self.client.loop_stop()
+        return elapsed
+
+
+class MosquittoSub:
+    name = "mosquitto_sub (C)"
+
+    def __init__(self, port: int):
+        self.port, self.cid = port, f"msub-{uuid.uuid4().hex[:6]}"
+        self.exe = shutil.which("mosquitto_sub")
+        if not self.exe:
+            raise RuntimeError("mosquitto_sub not found (Debian: apt-get install mosquitto-clients)")
+
+    def _argv(self, extra):
+        return [self.exe, "-h", "127.0.0.1", "-p", str(self.port), "-i", self.cid, "-c", "-q", "1", "-t", TOPIC, "-V", "311", *extra]
+
+    def open_session(self) -> None:
+        subprocess.run(self._argv(["-W", "1"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def drain(self, n_messages: int, n_readings: int) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(self._argv(["-C", str(n_messages)]), stdout=subprocess.DEVNULL, check=True, timeout=600)
+        return time.perf_counter() - t0
+
+
+class FansipanCollector:
+    def __init__(self, port: int, store, label: str):
+        self.name = f"Fansipan collector -> {label}"
+        self.settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{port}", mqtt_client_id=f"coll-{uuid.uuid4().hex[:6]}")
+        self.store = store
+
+    def _new(self) -> Collector:
+        return Collector(self.settings, REGISTRY, self.store)
+
+    def open_session(self) -> None:
+        c = self._new()
+        c.start()
+        deadline = time.monotonic() + 10
+        while not c.stats.snapshot()["connected"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        c.stop()
+
+    def drain(self, n_messages: int, n_readings: int) -> float:
+        c = self._new()
+        t0 = time.perf_counter()
+        c.start()
+        while True:
+            s = c.stats.snapshot()
+            if s["readings_stored"] + s["quarantined"] >= n_readings:
+                break
+            if time.perf_counter() - t0 > 600:
+                raise RuntimeError(f"{self.name}: {s}")
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        c.stop()
+        if s["quarantined"]:
+            raise RuntimeError(f"{self.name}: simulator backlog had quarantined readings: {s['quarantined_by_reason']}")
+        return elapsed
+
+
+def run(args) -> list[dict]:
+    broker = LocalBroker.start("mosquitto")
+    tmp = Path(tempfile.mkdtemp(prefix="fansipan-bench-"))
+    influxd = servers.start_influxd(tmp)
+    rows = []
+    try:
+        scenarios = [("1 reading/message", args.messages, 1), ("100 readings/message", args.batched_messages, 100)]
+        for label, n, batch in scenarios:
+            msgs, readings = backlog(n, batch)
+            consumers = [
+                MosquittoSub(broker.port),
+                BarePaho(broker.port),
+                FansipanCollector(broker.port, SQLiteStore(tmp / f"b{batch}.sqlite", REGISTRY), "SQLite (embedded)"),
+                FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{batch}", REGISTRY), "InfluxDB 1.6.7"),
+            ]
+            for consumer in consumers:
+                consumer.open_session()
+                publish_all(broker.port, msgs)
+                elapsed = consumer.drain(len(msgs), readings)
+                rows.append({"scenario": label, "consumer": consumer.name, "messages": len(msgs), "readings": readings,
+                             "seconds": elapsed, "msg_s": len(msgs) / elapsed, "readings_s": readings / elapsed})
+                print(f"  {label:<22} {consumer.name:<42} {len(msgs) / elapsed:>10,.0f} msg/s {readings / elapsed:>11,.0f} readings/s",
+                      flush=True)
+    finally:
+        influxd.stop()
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def report(rows: list[dict], command: str) -> str:
+    lines = [f"Command: `{command}`  ", f"Machine: {os.cpu_count()} cores; date {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             "broker mosquitto 2.0 on 127.0.0.1, QoS 1, backlog drained from a persistent session.", "",
+             "| scenario | consumer | messages | msg/s | readings/s | vs bare paho (msg/s) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        base = next(b for b in rows if b["scenario"] == r["scenario"] and b["consumer"].startswith("bare paho"))
+        lines.append(f"| {r['scenario']} | {r['consumer']} | {r['messages']:,} | {r['msg_s']:,.0f} | {r['readings_s']:,.0f} | "
+                     f"{r['msg_s'] / base['msg_s']:.0%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=40_000, help="backlog size for one-reading messages")
+    p.add_argument("--batched-messages", type=int, default=2_000, help="backlog size for 100-reading messages")
+    args = p.parse_args()
+    command = "python -m benchmarks.ingest " + " ".join(sys.argv[1:])
+    rows = run(args)
+    print()
+    print(report(rows, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
