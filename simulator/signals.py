@@ -124,7 +124,7 @@ def local_day(t: np.ndarray, offset_s: float) -> np.ndarray:
 def day_of_year(t: np.ndarray, offset_s: float) -> np.ndarray:
     """Fractional day of the year (0 = 1 January, local), good enough for seasons."""
     days = (t + offset_s) / DAY_S
-    return np.mod(days - 0.0, YEAR_DAYS)  # 1970-01-01 is day 0; drift is < 1 day per century
+    return np.mod(days, YEAR_DAYS)  # 1970-01-01 is day 0; off by under a day, which seasons do not notice
 
 
 def monsoon(doy: np.ndarray) -> np.ndarray:
