@@ -46,6 +46,8 @@ class Limits(Strict):
     crit_above: float | None = None
     warn_below: float | None = None
     crit_below: float | None = None
+    hysteresis: float | None = Field(default=None, ge=0, description="how far back past a mark a value must go to clear it (default 2% of the valid range)")
+    for_s: float | None = Field(default=None, ge=0, description="how long a mark must be crossed before it counts (default two reporting intervals)")
 
     @model_validator(mode="after")
     def _ordered(self) -> Limits:

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="publish simulated field-device telemetry to a broker")
     sim.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883 (default FANSIPAN_MQTT_URL)")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second; 0 = as fast as possible")
-    sim.add_argument("--duration", type=float, help="stop after this many wall seconds (default: until interrupted)")
+    sim.add_argument("--duration", type=float,
+                     help="stop after this many wall seconds (simulated seconds with --speed 0; default: until interrupted)")
     sim.add_argument("--fault", action="append", default=[], metavar="NAME:TARGET[:START[:DURATION]]",
                      help="inject a fault, e.g. uplink_cut:y_ty, crac_failure:dc, malformed:0.01 (repeatable)")
     sim.add_argument("--batch", type=int, default=1, help="readings per message")
@@ -148,9 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from simulator.publisher import PublishError
+
     try:
         return args.func(args)
-    except (ConfigError, ProfileError) as exc:
+    except (ConfigError, ProfileError, PublishError) as exc:
+        print(f"fansipan {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a bad --fault, named with the valid choices
+        if args.command not in ("simulate", "demo"):
+            raise
         print(f"fansipan {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

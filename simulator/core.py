@@ -239,10 +239,12 @@ class Simulation:
         Yields (topic, payload, valid readings in it).  ``step_s`` defaults to
         :data:`MESSAGES_STEP_S` (bigger steps generate faster).  Partial batches are flushed at the
         end.  Every yielded message is counted in :attr:`stats` (the caller is
-        taken to publish it).  Simulated time continues from the previous call.
+        taken to publish it) once its kind's chunk is handed out or the generator
+        closes.  Simulated time continues from the previous call; with no
+        ``start``, it begins ``n_steps * step_s`` (at most :data:`FAST_BACKLOG_S`) ago.
         """
         step = float(step_s or MESSAGES_STEP_S)
-        a = self._begin(n_steps * step)
+        a = self._begin(min(n_steps * step, FAST_BACKLOG_S))
         for _ in range(n_steps):
             b = a + step
             for kind, chunk in self._chunks(a, b):

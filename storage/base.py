@@ -23,7 +23,10 @@ Data model, the same in every store:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 AGGREGATES = ("mean", "min", "max", "last", "count")
 
@@ -58,6 +61,25 @@ class Rejected(NamedTuple):
     raw: bytes  # the payload as received (truncated by the collector if huge)
     kind: str = ""
     device: str = ""
+
+
+class Frame(NamedTuple):
+    """All readings of one kind in a time range: long format, columnar, sorted by (device, ts_ns).
+
+    Row ``i`` is one reading (one point): device ``devices[device_idx[i]]``,
+    measured at ``ts_ns[i]``, received at ``arrived_ms[i]`` (epoch ms, -1 where
+    unknown), and ``values[field][i]`` for every field of the kind's profile
+    (NaN where that reading lacks the field).  Bools read as 0.0/1.0, ints as
+    floats (exact up to 2**53).  ``devices`` holds only the devices that have
+    rows, sorted; an empty frame has no devices and zero-length arrays, and
+    still a key for every field.
+    """
+
+    devices: tuple[str, ...]
+    device_idx: np.ndarray  # int32 [n_rows], index into devices
+    ts_ns: np.ndarray  # int64 [n_rows], measurement time
+    arrived_ms: np.ndarray  # int64 [n_rows], -1 where unknown
+    values: dict[str, np.ndarray]  # field -> float64 [n_rows]
 
 
 class StoreError(Exception):
@@ -103,6 +125,18 @@ class Store(Protocol):
         unknown device, a field not of the device's kind, window_s without agg or
         agg without window_s, an agg not in AGGREGATES, a window_s that is not a
         positive int, or start_ns >= end_ns; StoreError if the server fails.
+        """
+
+    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
+        """Every reading of every device of ``kind`` (or only of ``devices``) measured in [start_ns, end_ns).
+
+        One request to the backend instead of one per device and field; see
+        :class:`Frame` for the layout.  Devices are those of the registry (a
+        store holding points of a device no longer registered leaves them
+        out).  Raises QueryError for an unknown kind, a device that is not of
+        that kind, start_ns >= end_ns, or when more than the store's
+        ``max_rows`` readings would be returned (narrow the range or the
+        devices); StoreError if the server fails.
         """
 
     def last_seen(self) -> dict[str, int]:

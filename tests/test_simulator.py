@@ -336,3 +336,29 @@ def test_speaker_offline_silences_only_that_communes_speakers(registry):
     assert not [s for s, site in speakers.items() if site == "coc_leu" and by_dev[s]]
     assert all(by_dev[s] for s, site in speakers.items() if site == "ta_van")
     assert by_dev["cocleu-router"] and by_dev["cocleu-ups"]
+
+
+def test_a_new_kind_simulates_without_code(registry):
+    from device_profiles.loader import Device
+    from device_profiles.models import Profile
+
+    profile = Profile.model_validate({
+        "kind": "noise_meter", "family": "smart_city", "title": {"vi": "Máy đo tiếng ồn", "en": "Noise meter"},
+        "topic": "laocai/{site}/noise/{device}", "format": "line_protocol", "reporting": {"interval_s": 60, "jitter_s": 20},
+        "fields": {
+            "laeq_db": {"type": "float", "unit": "dB(A)", "min": 20, "max": 140, "limits": {"warn_above": 70}},
+            "door_open": {"type": "bool", "unit": "bool"}, "link_ok": {"type": "bool", "unit": "bool"},
+            "events": {"type": "int", "unit": "count", "min": 0, "max": 10},
+            "board_temp_c": {"type": "float", "unit": "°C", "min": -40, "max": 85},
+            "supply_v": {"type": "float", "unit": "V", "min": 0, "max": 30},
+        },
+    })
+    dev = Device("cocleu-noise-1", "noise_meter", "coc_leu", "lao_cai_city", None, None, None, None)
+    reg = dataclasses.replace(registry, kinds={**registry.kinds, "noise_meter": profile}, devices={dev.id: dev})
+    sim = Simulation(reg, faults=[Fault.parse("stuck_sensor:cocleu-noise-1:1800")], seed=1, start=DAWN)
+    by_dev, msgs = collect(sim, 1, 3600)
+    rows = by_dev[dev.id]
+    assert len(rows) == 60 == sim.stats.published_readings
+    for r in rows:
+        assert 20 <= r["laeq_db"] <= 70 and 0 <= r["events"] <= 10 and -40 <= r["board_temp_c"] <= 85
+        assert r["supply_v"] == pytest.approx(24, abs=1.5) and r["link_ok"] is True and r["door_open"] is False

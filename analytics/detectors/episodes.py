@@ -1,11 +1,12 @@
-"""Post-processing wrappers: report the start of an anomalous episode once, then keep quiet.
+"""Post-processing: report the start of an anomalous episode once, then rest.
 
 An operator (and NAB's scorer) wants the first column of trouble, not the
 hundred that follow: every repeat outside a labelled window is a false positive,
-and inside one only the earliest flag counts.  :class:`EpisodeStart` wraps any
-column detector and passes a score through only when it beats everything the
-series scored in the recent past (a decaying running peak); repeats of an
-episode already reported are damped to 0.  All state is per series, in arrays.
+and inside a window only the earliest flag counts.  :class:`EpisodeStart` wraps
+any column detector and passes its score through only when the series has been
+calm (no inner score at or above ``on``) for the previous ``rest`` columns; in
+between, scores are output as 0.  This is the "rest period" of the Contextual
+Anomaly Detector (CAD OSE, NAB 69.9), kept per series in one integer array.
 """
 
 from __future__ import annotations
@@ -16,49 +17,47 @@ from analytics.detectors.column import ColumnDetector
 
 
 class EpisodeStart(ColumnDetector):
-    """Emit an inner detector's score only where it sets a new recent peak.
-
-    The running peak ``p`` follows ``p <- max(s, p * decay)`` with ``decay =
-    0.5 ** (1 / half_life)``: after an episode scoring ``s`` the series stays
-    quiet until a score above ``s / 2`` (after ``half_life`` columns), ``s / 4``
-    (after two), ...  A score that does not beat ``margin * p`` is output as 0.
+    """Pass an inner score only at the start of an episode; 0 for ``rest`` columns after.
 
     Parameters
     ----------
     n_series : int
         Series tracked at first.
     inner : ColumnDetector, optional
-        The wrapped detector, tracking the same number of series
-        (default: a :class:`~analytics.detectors.robust.RobustShift`).
-    half_life : float
-        Columns for the remembered peak to halve.
-    margin : float
-        A new episode must exceed ``margin`` times the decayed peak.
+        The wrapped detector, tracking ``n_series`` series (default: a
+        :class:`~analytics.detectors.novelty.ContextNovelty`).
+    on : float
+        An inner score at or above this starts (or prolongs) an episode.
+    rest : int
+        Calm columns needed before a score is passed through again.  Silent
+        (NaN) columns neither count as calm nor end the rest: silence is not
+        evidence that things are fine.
     seed : int
         Passed on to the default inner detector.
 
     Raises
     ------
     ValueError
-        If ``inner`` tracks a different number of series or ``half_life <= 0``.
+        If ``inner`` tracks another number of series or ``rest < 0``.
     """
 
-    def __init__(self, n_series: int, inner: ColumnDetector | None = None, half_life: float = 200.0,
-                 margin: float = 1.0, seed: int = 0):
+    def __init__(self, n_series: int, inner: ColumnDetector | None = None, on: float = 0.5,
+                 rest: int = 100, seed: int = 0):
         super().__init__(n_series, seed)
         if inner is None:
-            from analytics.detectors.robust import RobustShift
-            inner = RobustShift(n_series, seed=seed)
+            from analytics.detectors.novelty import ContextNovelty
+            inner = ContextNovelty(n_series, seed=seed)
         if inner.n_series != n_series:
-            raise ValueError(f"inner detector tracks {inner.n_series} series, wrapper {n_series}")
-        if half_life <= 0:
-            raise ValueError(f"half_life must be > 0, got {half_life}")
+            raise ValueError(f"inner detector tracks {inner.n_series} series, the wrapper {n_series}")
+        if rest < 0:
+            raise ValueError(f"rest must be >= 0, got {rest}")
         self.inner = inner
         self.warmup = inner.warmup
         self.learn_limit = inner.learn_limit
-        self.decay = 0.5 ** (1.0 / half_life)
-        self.margin = float(margin)
-        self._declare("peak", (), np.float64, 0.0)
+        self.on = float(on)
+        self.rest = int(rest)
+        # Columns since the last inner score >= on; "long ago" for a cold series.
+        self._declare("calm", (), np.int64, np.iinfo(np.int32).max)
 
     def _children(self) -> list[ColumnDetector]:
         return [self.inner]
@@ -67,8 +66,6 @@ class EpisodeStart(ColumnDetector):
         s = self.inner.step(x)
         ok = ~np.isnan(s)
         s0 = np.where(ok, s, 0.0)
-        decayed = self.peak * self.decay
-        out = np.where(s0 > self.margin * decayed, s0, 0.0)
-        # A silent column (NaN) neither scores nor ages the peak: silence is not calm.
-        self.peak = np.where(ok, np.maximum(s0, decayed), self.peak)
+        out = np.where(self.calm >= self.rest, s0, 0.0)
+        self.calm = np.where(ok, np.where(s0 >= self.on, 0, self.calm + 1), self.calm)
         return np.where(ok, out, np.nan)
