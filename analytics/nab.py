@@ -296,3 +296,42 @@ def window_start_scores(files: list[NabFile]) -> list[np.ndarray]:
             s[lo] = 1.0
         out.append(s)
     return out
+
+
+def raw_score(files: list[NabFile], scores: list[np.ndarray], threshold: float,
+              weights: tuple[float, float, float], decimals: int | None = 4) -> float:
+    """The corpus raw score at one threshold, straight from the rules (reference for the sweep).
+
+    Parameters
+    ----------
+    files, scores : as for :func:`sweep`.
+    threshold : float
+        Rows whose (rounded) score is >= this are flagged.
+    weights : (A_TP, A_FP, A_FN)
+
+    Returns
+    -------
+    float
+    """
+    a_tp, a_fp, a_fn = weights
+    total = 0.0
+    for f, sc in zip(files, scores):
+        sc = np.asarray(sc, dtype=np.float64)
+        if decimals is not None:
+            sc = np.round(sc, decimals)
+        flagged = np.nan_to_num(sc, nan=-np.inf) >= threshold
+        flagged[: f.probation] = False
+        inside = np.zeros(len(sc), dtype=bool)
+        for lo, hi in f.windows:
+            inside[lo:hi + 1] = True
+            hits = np.flatnonzero(flagged[lo:hi + 1])
+            w = hi - lo + 1
+            total += a_tp * float(scaled_sigmoid(-(hi - (lo + hits[0]) + 1) / w)) / _F_MINUS_1 if hits.size else -a_fn
+        for i in np.flatnonzero(flagged & ~inside):
+            closed = [(lo, hi) for lo, hi in f.windows if hi < i]
+            if not closed:
+                total -= a_fp
+            else:
+                lo, hi = closed[-1]
+                total += a_fp * float(scaled_sigmoid((i - hi) / (hi - lo)))
+    return total

@@ -98,6 +98,13 @@ class Topology:
         heard = [silent[d] for d in [root, *members] if d in silent]
         started_ns = int((min(heard) + interval) * 1e9) if heard else 0
         evidence = {"last_heard": {d: silent[d] for d in [root, *members] if d in silent}}
+        if not members and on_battery.get(root):
+            return Condition(
+                key=f"silence:{root}", kind="power_loss", severity="critical",
+                title=f"Mất điện / Power lost at {where}: {root} ran on battery, then went silent",
+                cause=f"{root} reported running on battery before it went silent: mains and battery are both gone",
+                site=dev.site, district=dev.district, device=root, started_ns=started_ns,
+                evidence={**evidence, "on_battery_before_silence": [root]})
         if not members:
             return Condition(
                 key=f"silence:{root}", kind="silence", severity="warning",

@@ -73,6 +73,25 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from analytics.incidents import IncidentStore
+    from analytics.service import DetectionService
+    from storage.factory import open_store
+
+    settings = Settings.from_env()
+    registry = load_registry(settings.profiles_path())
+    store = open_store(settings, registry)
+    incidents = IncidentStore(settings.incidents_path)
+    service = DetectionService(registry, store, incidents)
+    stop = _stop_event()
+    log.info("detector: store %s, incidents in %s, a cycle every %d s", settings.store, settings.incidents_path,
+             settings.detect_every_s)
+    service.run(settings.detect_every_s, stop)
+    incidents.close()
+    store.close()
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from simulator.core import Simulation
     from simulator.faults import Fault
@@ -119,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--client-id", help="MQTT client id; stable across restarts (the broker keeps its session)")
     col.add_argument("--heartbeat-file", help="touch this file every few seconds (container health checks)")
     col.set_defaults(func=cmd_collect)
+
+    det = sub.add_parser("detect", help="run the detector: silence, topology, limits, anomalies -> incidents")
+    det.set_defaults(func=cmd_detect)
 
     sim = sub.add_parser("simulate", help="publish simulated field-device telemetry to a broker")
     sim.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883 (default FANSIPAN_MQTT_URL)")

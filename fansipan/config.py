@@ -46,6 +46,8 @@ class Settings:
     batch_size: int = 5000
     batch_ms: int = 200
     profiles_dir: str = str(DEFAULT_DIR)
+    incidents_path: str = "var/incidents.sqlite"
+    detect_every_s: int = 5
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -94,6 +96,8 @@ class Settings:
         if not 1 <= self.batch_size <= 65_000:
             # paho and MQTT packet ids cap unacknowledged QoS 1 messages at 65,535.
             raise bad("BATCH_SIZE", f"{self.batch_size}: expected 1..65000")
+        if not 1 <= self.detect_every_s <= 3600:
+            raise bad("DETECT_EVERY_S", f"{self.detect_every_s}: expected 1..3600 seconds")
         if not 1 <= self.batch_ms <= 60_000:
             raise bad("BATCH_MS", f"{self.batch_ms}: expected 1..60000 milliseconds")
         if self.store in ("influx1", "influx2") and urlsplit(self.influx_url).scheme not in ("http", "https"):

@@ -29,9 +29,10 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from .base import Point, Rejected, StoreError, Value
+from .base import Frame, Point, Rejected, StoreError, Value
 from .common import Reader, float_fields, http_error, safe_url, unreachable
-from .influx_v1 import InfluxQLReader
+from .frame import MAX_ROWS, check_max_rows
+from .influxql import InfluxQLReader
 from .line_protocol import Encoder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,14 +43,16 @@ class InfluxV2Store:
     """InfluxDB 2.x/3.x (or any server taking ``/api/v2/write``) behind the Store contract.
 
     ``reader`` (default: InfluxQL on this server's ``/query``) answers the
-    queries; the store owns it and closes it in :meth:`close`.
+    queries; the store owns it and closes it in :meth:`close`.  ``max_rows``
+    bounds the default reader's :meth:`frame`; an injected reader has its own.
     """
 
     def __init__(self, url: str, token: str, org: str, bucket: str, registry: Registry,
                  reader: Reader | None = None, timeout_s: float = 10, gzip: bool = False,
-                 batch_size: int = 5000):
+                 batch_size: int = 5000, max_rows: int = MAX_ROWS):
         if not bucket or not org:
             raise ValueError("InfluxV2Store needs an org and a bucket")
+        check_max_rows(max_rows)
         self.url = safe_url(url)
         self.org = org
         self.bucket = bucket
@@ -62,7 +65,7 @@ class InfluxV2Store:
         self._encoder = Encoder(float_fields(registry))
         if reader is None:
             http = httpx.Client(base_url=url, timeout=timeout_s, headers={"Authorization": f"Token {token}"})
-            reader = InfluxQLReader(http, registry, {"db": bucket}, self.where)
+            reader = InfluxQLReader(http, registry, {"db": bucket}, self.where, max_rows=max_rows)
         self.reader = reader
 
     def __repr__(self) -> str:
@@ -94,6 +97,9 @@ class InfluxV2Store:
     def query(self, device: str, field: str, start_ns: int, end_ns: int,
               window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
         return self.reader.query(device, field, start_ns, end_ns, window_s, agg)
+
+    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
+        return self.reader.frame(kind, start_ns, end_ns, devices)
 
     def last_seen(self) -> dict[str, int]:
         return self.reader.last_seen()

@@ -25,14 +25,18 @@ storage.line_protocol), so every backend answers identically.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import Point, Rejected, StoreError, Value
+import numpy as np
+
+from .base import Frame, Point, Rejected, StoreError, Value
 from .common import NS_PER_S, check_limit, check_query, check_range, float_fields, kind_from_tag, rows, value_caster
+from .frame import MAX_ROWS, check_frame, check_max_rows, empty, pivot, too_many
 from .line_protocol import quarantine_tag, quarantine_times, raw_text, stored_text, to_number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +80,14 @@ _AGG_SQL = {
             "ORDER BY b",
 }
 _WHERE = "WHERE device = :device AND field = :field AND ts_ns >= :start AND ts_ns < :end"
+# frame(): the json_each keys are the positions in the device and field lists, so every row is numbers only;
+# CROSS JOIN keeps that loop order, which seeks the primary key on (device, field, ts range) for each pair
+# (``device IN (..) AND ts_ns ..`` alone would use the key's device prefix only: every field, all of time)
+_FRAME_SQL = (
+    "SELECT d.key, r.ts_ns, f.key, r.value, r.arrived_ms "
+    "FROM json_each(:devices) AS d CROSS JOIN json_each(:fields) AS f CROSS JOIN readings AS r "
+    "WHERE r.device = d.value AND r.field = f.value AND r.ts_ns >= :start AND r.ts_ns < :end LIMIT :limit")
+_FRAME_ROW = [("device", "i4"), ("ts", "i8"), ("field", "i4"), ("value", "f8"), ("arrived", "i8")]
 
 # SQLite result codes worth retrying, with what to tell the operator
 _RETRYABLE = {
@@ -89,10 +101,12 @@ _RETRYABLE = {
 class SQLiteStore:
     """Telemetry and quarantine in one SQLite file (see the module docstring for the guarantees)."""
 
-    def __init__(self, path: str | Path, registry: Registry, busy_timeout_s: float = 10.0):
+    def __init__(self, path: str | Path, registry: Registry, busy_timeout_s: float = 10.0,
+                 max_rows: int = MAX_ROWS):
         self.path = Path(path)
         self.registry = registry
         self.busy_timeout_s = busy_timeout_s
+        self.max_rows = check_max_rows(max_rows)
         self._floats = float_fields(registry)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -225,6 +239,28 @@ class SQLiteStore:
         with self._errors(f"query {device}.{field} in {self.path}"):
             result = self._conn().execute(sql, args).fetchall()
         return rows(result, value_caster(ftype, agg))
+
+    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
+        """See storage.base.Store.frame: one query over the readings, pivoted with numpy."""
+        chosen, fields = check_frame(self.registry, kind, start_ns, end_ns, devices)
+        if not chosen:
+            return empty(fields)
+        # a reading is 1 to len(fields) rows: more rows than this means more readings than max_rows for sure
+        limit = self.max_rows * len(fields) + 1
+        args = {"devices": json.dumps(chosen), "fields": json.dumps(fields), "start": start_ns, "end": end_ns,
+                "limit": limit}
+        with self._errors(f"read a frame of {kind} from {self.path}"):
+            cur = self._conn().execute(_FRAME_SQL, args)
+            try:
+                got = np.fromiter(cur, dtype=_FRAME_ROW)
+            finally:
+                cur.close()
+        if got.size >= limit:
+            raise too_many(kind, start_ns, end_ns, self.max_rows)
+        frame = pivot(chosen, fields, got["device"], got["ts"], got["field"], got["value"], got["arrived"])
+        if frame.ts_ns.size > self.max_rows:
+            raise too_many(kind, start_ns, end_ns, self.max_rows)
+        return frame
 
     def last_seen(self) -> dict[str, int]:
         with self._errors(f"read last_seen from {self.path}"):

@@ -27,14 +27,18 @@ What VictoriaMetrics cannot do, and therefore this reader cannot either:
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
+import orjson
 
-from .base import Rejected, StoreError, Value
+from .base import Frame, Rejected, StoreError, Value
 from .common import NS_PER_S, check_query, http_error, rows, safe_url, unreachable, value_caster
+from .frame import MAX_ROWS, check_frame, check_max_rows, empty, pivot, too_many
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
@@ -82,22 +86,26 @@ class VictoriaMetricsReader:
     """query/last_seen over VictoriaMetrics' HTTP API (see the module docstring for its limits)."""
 
     def __init__(self, url: str, registry: Registry, timeout_s: float = 10, flush_before_read: bool = True,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, max_rows: int = MAX_ROWS):
         self.url = safe_url(url)
         self.registry = registry
         self.flush_before_read = flush_before_read
+        self.max_rows = check_max_rows(max_rows)
         self.where = f"VictoriaMetrics at {self.url}"
         self._client = httpx.Client(base_url=url, timeout=timeout_s, headers=headers)
 
     def __repr__(self) -> str:
         return f"VictoriaMetricsReader({self.url!r})"
 
+    def _flush(self) -> None:
+        if self.flush_before_read:
+            flush = self._client.get("/internal/force_flush")
+            if flush.status_code != 200:
+                raise http_error(flush.status_code, flush.text, "flush recent writes", self.where)
+
     def _get(self, path: str, params: dict | list, doing: str) -> httpx.Response:
         try:
-            if self.flush_before_read:
-                flush = self._client.get("/internal/force_flush")
-                if flush.status_code != 200:
-                    raise http_error(flush.status_code, flush.text, "flush recent writes", self.where)
+            self._flush()
             resp = self._client.get(path, params=params)
         except httpx.HTTPError as exc:
             raise unreachable(exc, doing, self.where) from exc
@@ -142,6 +150,71 @@ class VictoriaMetricsReader:
         else:
             pairs = aggregate(ts, vals, window_s * NS_PER_S, agg)
         return rows(pairs, value_caster(ftype, agg))
+
+    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
+        """See storage.base.Store.frame: one ``/api/v1/export`` of the kind's metrics, merged with numpy.
+
+        Times in ms precision, one sample per ms and metric (the last one
+        exported).  The export is read line by line (one series a line) and
+        given up as soon as it holds more samples than ``max_rows`` readings
+        can (a reading is at most one sample per field plus ``arrived_ms``).
+        """
+        chosen, fields = check_frame(self.registry, kind, start_ns, end_ns, devices)
+        first_ms, stop_ms = -(-start_ns // NS_PER_MS), -(-end_ns // NS_PER_MS)  # as in query()
+        if not chosen or first_ms >= stop_ms:
+            return empty(fields)
+        metrics = (*fields, "arrived_ms")  # kinds and fields are [a-z0-9_-], escaped for the regex anyway
+        selector = f"__name__=~{_label(re.escape(kind) + '_(' + '|'.join(map(re.escape, metrics)) + ')')}"
+        if devices is not None:  # each one checked against the registry by check_frame
+            selector += f",device=~{_label('|'.join(map(re.escape, chosen)))}"
+        metric_idx = {f"{kind}_{m}": i for i, m in enumerate(metrics)}
+        dev_idx = {d: i for i, d in enumerate(chosen)}
+        bound = self.max_rows * len(metrics)
+        parts: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        n = 0
+        for s in self._export_lines("{" + selector + "}", first_ms, stop_ms - 1, f"export a frame of {kind}"):
+            metric = s.get("metric") or {}
+            d, m = dev_idx.get(metric.get("device")), metric_idx.get(metric.get("__name__"))
+            ts, vals = s.get("timestamps") or [], s.get("values") or []
+            if d is None or m is None or not ts:  # a device not (or no longer) of this kind
+                continue
+            if len(ts) != len(vals):
+                raise StoreError(f"{self.where}: export of {metric} has unequal timestamps and values",
+                                 retryable=False)
+            n += len(ts)
+            if n > bound:
+                raise too_many(kind, start_ns, end_ns, self.max_rows)
+            parts.append((d, m, np.asarray(ts, dtype=np.int64), np.asarray(vals, dtype=np.float64)))
+        if not parts:
+            return empty(fields)
+        ts = np.concatenate([p[2] for p in parts])
+        dev = np.concatenate([np.full(p[2].size, p[0], np.int32) for p in parts])
+        metric = np.concatenate([np.full(p[2].size, p[1], np.int32) for p in parts])
+        vals = np.concatenate([p[3] for p in parts])
+        keep = (ts >= first_ms) & (ts < stop_ms)
+        frame = pivot(chosen, metrics, dev[keep], ts[keep] * NS_PER_MS, metric[keep], vals[keep])
+        if frame.ts_ns.size > self.max_rows:
+            raise too_many(kind, start_ns, end_ns, self.max_rows)
+        return frame
+
+    def _export_lines(self, selector: str, start_ms: int, end_ms: int, doing: str):
+        """Like :meth:`_export`, but streamed: yield each series as its line arrives."""
+        params = {"match[]": selector, "start": _seconds(start_ms), "end": _seconds(end_ms)}
+        try:
+            self._flush()
+            with self._client.stream("GET", "/api/v1/export", params=params) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    raise http_error(resp.status_code, resp.text, doing, self.where)
+                for line in resp.iter_lines():
+                    if line.strip():
+                        try:
+                            yield orjson.loads(line)
+                        except orjson.JSONDecodeError as exc:
+                            raise StoreError(f"{self.where}: cannot {doing}: the export is not JSON lines",
+                                             retryable=False) from exc
+        except httpx.HTTPError as exc:
+            raise unreachable(exc, doing, self.where) from exc
 
     def last_seen(self) -> dict[str, int]:
         """Device -> time of its latest point (ms precision), from each kind's ``arrived_ms`` metric."""

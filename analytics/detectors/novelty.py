@@ -79,7 +79,7 @@ class ContextNovelty(ColumnDetector):
     """
 
     def __init__(self, n_series: int, levels: int = 6, order: int = 3, value_range=None, n_res: int = 8,
-                 table: int = 8192, min_count: int = 1, rate_alpha: float = 0.003, learn_limit: float = 0.99,
+                 table: int = 8192, min_count: int = 1, rate_alpha: float = 0.003, learn_limit: float = 0.5,
                  warmup: int = 150, seed: int = 0):
         super().__init__(n_series, seed)
         if levels < 2 or order < 1 or n_res < 1 or table < 16:
@@ -127,7 +127,8 @@ class ContextNovelty(ColumnDetector):
         self.lo[s], self.hi[s], self.given[s] = lo, hi, True
         self.origin[s] = lo
         # A constant series still gets a grid: a step of 1e-3 of its magnitude.
-        self.step0[s] = np.where(span > 0, span / self.levels, np.maximum(np.abs(hi), 1.0) * 1e-3)
+        # (The step is a hair wider than span / levels so that hi itself falls in the top level.)
+        self.step0[s] = np.where(span > 0, span * (1 + 1e-9) / self.levels, np.maximum(np.abs(hi), 1.0) * 1e-3)
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
         n = self.n_series
@@ -135,7 +136,8 @@ class ContextNovelty(ColumnDetector):
         # Fix a learned grid when warm-up ends: origin = warm-up min, base step = its span / levels.
         fix = ok & ~self.given & np.isnan(self.step0) & (self.seen > self.warmup)
         span = self.hi - self.lo
-        self.step0 = np.where(fix, np.where(span > 0, span / self.levels, np.maximum(np.abs(self.hi), 1.0) * 1e-3), self.step0)
+        self.step0 = np.where(fix, np.where(span > 0, span * (1 + 1e-9) / self.levels,
+                                            np.maximum(np.abs(self.hi), 1.0) * 1e-3), self.step0)
         self.origin = np.where(fix, self.lo, self.origin)
         grid = ok & ~np.isnan(self.step0)
 
@@ -170,7 +172,11 @@ class ContextNovelty(ColumnDetector):
             k = keys[learn].reshape(learn.size, -1)
             r = learn[:, None]
             self.counts[r, k] = np.minimum(self.counts[r, k].astype(np.int16) + 1, 255).astype(np.uint8)
-        self.rate = np.where(grid, self.rate + self.rate_alpha * (novel - self.rate), self.rate).astype(np.float32)
+        # The rate starts at 1 and learns from warm-up columns as if they were calm, so
+        # a series is trusted gradually after warm-up rather than all at once.
+        warm = self.seen > self.warmup
+        self.rate = np.where(grid, self.rate + self.rate_alpha * (np.where(warm, novel, 0.0) - self.rate),
+                             self.rate).astype(np.float32)
         # The range widens with calm columns only (and before the grid is fixed, with all).
         widen = ok & ~self.given & ((score < self.learn_limit) | ~grid)
         self.lo = np.where(widen, np.fmin(self.lo, x), self.lo)

@@ -1,0 +1,130 @@
+"""The detection service: every few seconds, read the store, detect, reconcile incidents.
+
+One cycle:
+
+1. silence, all devices at once, from the store's last-seen times;
+2. topology: silent devices grouped under the uplink or power feed they share;
+3. per device kind, the new columns of the time grid (by measurement time, up
+   to a watermark that leaves room for the profile's jitter) go through the
+   limit detector and the statistical detectors;
+4. the conditions found are reconciled with the open incidents (deduplicated,
+   flap-damped); the changes are returned and, where the store takes them,
+   written as incident events next to the telemetry for the boards.
+
+Devices marked unreachable by a topology incident raise nothing of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from device_profiles import Registry
+
+from .grid import align
+from .incidents import Condition, Incident, IncidentStore
+from .limits import LimitDetector
+from .silence import SilenceDetector
+from .statistics import KindStatistics
+from .topology import Topology
+
+log = logging.getLogger("fansipan.detect")
+
+
+class DetectionService:
+    def __init__(self, registry: Registry, store, incidents: IncidentStore, clock: Callable[[], int] = time.time_ns,
+                 missed: int = 3, lag_s: float = 5.0, history_s: float = 3600.0, statistics: bool = True):
+        self.registry = registry
+        self.store = store
+        self.incidents = incidents
+        self.clock = clock
+        self.lag_ns = int(lag_s * 1e9)
+        now = clock()
+        self.silence = SilenceDetector(registry, missed=missed, since_ns=now)
+        self.topology = Topology(registry)
+        self.devices = {k: sorted(d.id for d in registry.devices_of(k)) for k in registry.kinds}
+        self.limits = {k: LimitDetector(registry.kinds[k], self.devices[k]) for k in registry.kinds}
+        self.stats = {k: KindStatistics(registry.kinds[k], self.devices[k]) for k in registry.kinds} if statistics else {}
+        self.step_ns = {k: int(p.reporting.interval_s * 1e9) for k, p in registry.kinds.items()}
+        # Start far enough back to warm the statistical baselines up on history.
+        self.cursor = {k: (now - int(history_s * 1e9)) // s * s for k, s in self.step_ns.items()}
+        self.latest: dict[str, dict[str, float]] = {}  # device -> field -> last value seen on the grid
+        self.cycles = 0
+
+    # --- one cycle ------------------------------------------------------------------------------
+
+    def cycle(self) -> list[tuple[str, Incident]]:
+        now = self.clock()
+        silent_mask, missed, last_s = self.silence.evaluate(self.store.last_seen(), now)
+        silent = {d: float(last_s[i]) for i, d in enumerate(self.silence.devices) if silent_mask[i]}
+        for kind in self.registry.kinds:
+            self._advance(kind, now)
+        on_battery = {d: bool(v.get("on_battery", 0) >= 0.5) for d, v in self.latest.items() if "on_battery" in v}
+        conditions = self.topology.conditions(silent, on_battery)
+        unreachable = {m for c in conditions for m, _ in c.members}
+        for kind in self.registry.kinds:
+            for c in self._kind_conditions(kind):
+                if c.device not in unreachable and c.device not in silent:
+                    conditions.append(c)
+        changes = self.incidents.reconcile(conditions, now)
+        for event, inc in changes:
+            log.info("incident %s #%d [%s] %s", event, inc.id, inc.severity, inc.title)
+        self._write_events(changes, now)
+        self.cycles += 1
+        return changes
+
+    def _advance(self, kind: str, now: int) -> None:
+        """Feed the grid columns that are complete (up to the watermark) to the kind's detectors."""
+        profile = self.registry.kinds[kind]
+        step = self.step_ns[kind]
+        watermark = (now - self.lag_ns - int(profile.reporting.jitter_s * 1e9)) // step * step
+        start = self.cursor[kind]
+        n_cols = int((watermark - start) // step)
+        if n_cols <= 0 or not self.devices[kind]:
+            return
+        frame = self.store.frame(kind, start, watermark)
+        fields = list(profile.fields)
+        cols = align(frame, self.devices[kind], fields, start, step, n_cols)
+        times = start + step * np.arange(n_cols, dtype=np.int64)
+        self.limits[kind].update(cols, times)
+        if kind in self.stats:
+            self.stats[kind].update(cols, times)
+        for f, block in cols.items():
+            have = ~np.isnan(block)
+            any_have = have.any(axis=1)
+            if not any_have.any():
+                continue
+            last_col = block.shape[1] - 1 - np.argmax(have[:, ::-1], axis=1)
+            vals = block[np.arange(block.shape[0]), last_col]
+            for i in np.flatnonzero(any_have):
+                self.latest.setdefault(self.devices[kind][i], {})[f] = float(vals[i])
+        self.cursor[kind] = watermark
+
+    def _kind_conditions(self, kind: str) -> list[Condition]:
+        out = self.limits[kind].conditions(self.registry)
+        if kind in self.stats:
+            out += self.stats[kind].conditions(self.registry)
+        return out
+
+    def _write_events(self, changes, now: int) -> None:
+        write = getattr(self.store, "write_incident_events", None)
+        if write is None or not changes:
+            return
+        try:
+            write([(now, event, inc) for event, inc in changes])
+        except Exception as exc:  # the incident DB has the truth; the board's copy can lag
+            log.warning("could not write %d incident events to the store: %s", len(changes), exc)
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run(self, every_s: float, stop) -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.cycle()
+            except Exception:
+                log.exception("detection cycle failed; retrying next cycle")
+            stop.wait(max(0.0, every_s - (time.monotonic() - t0)))
