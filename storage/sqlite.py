@@ -17,6 +17,10 @@ collector writes.  Inside one process each thread gets its own connection;
 writers wait for each other up to ``busy_timeout_s``, then raise a retryable
 StoreError.
 
+:meth:`SQLiteStore.frame` reads a whole kind with one query that seeks the
+primary key once per (device, field) pair over the time range, and pivots the
+field rows into columns with numpy.
+
 Values keep their type: a float field always reads back as float, int and
 bool fields as int (bools are stored as 0/1), exactly as from InfluxDB.  The
 quarantine stores the same text as the InfluxDB stores do (see

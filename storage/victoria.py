@@ -3,7 +3,8 @@
 VictoriaMetrics takes InfluxDB line protocol on ``/write`` and ``/api/v2/write``
 and stores ``kind,device=..,site=.. field=v`` as the metric ``kind_field`` with
 labels ``device``, ``site``, ``district``.  This reader fetches raw samples
-with ``/api/v1/export`` and aggregates windows itself (numpy), so the answers
+with ``/api/v1/export`` (``frame()``: all the kind's metrics in one export,
+``{__name__=~"kind_(f1|f2|..|arrived_ms)"}``) and aggregates windows itself (numpy), so the answers
 match InfluxQL's ``GROUP BY time(..) fill(none)``: windows aligned on the
 epoch, stamped with their start, empty ones left out.
 
@@ -157,7 +158,9 @@ class VictoriaMetricsReader:
         Times in ms precision, one sample per ms and metric (the last one
         exported).  The export is read line by line (one series a line) and
         given up as soon as it holds more samples than ``max_rows`` readings
-        can (a reading is at most one sample per field plus ``arrived_ms``).
+        can (one per field plus ``arrived_ms``; stored duplicates count too).
+        Series of devices not (or no longer) of ``kind`` in the registry are
+        skipped, which also keeps out a kind whose name extends this one's.
         """
         chosen, fields = check_frame(self.registry, kind, start_ns, end_ns, devices)
         first_ms, stop_ms = -(-start_ns // NS_PER_MS), -(-end_ns // NS_PER_MS)  # as in query()

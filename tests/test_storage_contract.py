@@ -434,7 +434,15 @@ def test_unreachable_server_is_retryable(registry):
         with pytest.raises(StoreError) as exc:
             s.last_seen()
         assert exc.value.retryable
+        with pytest.raises(StoreError) as exc:
+            s.frame("weather", T0, T0 + S)
+        assert exc.value.retryable and f"127.0.0.1:{port}" in str(exc.value)
         s.close()
+    reader = VictoriaMetricsReader(f"http://127.0.0.1:{port}", registry, timeout_s=2)
+    with pytest.raises(StoreError) as exc:
+        reader.frame("weather", T0, T0 + S)
+    assert exc.value.retryable
+    reader.close()
 
 
 def test_influx1_refusals_are_not_retryable(influxd, registry):
@@ -445,6 +453,9 @@ def test_influx1_refusals_are_not_retryable(influxd, registry):
     msg = str(exc.value)
     assert not exc.value.retryable and "404" in msg and "no_such_db" in msg and influxd.url in msg
     assert "s3cret" not in msg
+    with pytest.raises(StoreError, match="no_such_db") as exc:  # an error inside a chunked answer
+        s.frame("weather", T0, T0 + S)
+    assert not exc.value.retryable and "s3cret" not in str(exc.value)
     s.close()
     s = InfluxV1Store(influxd.url, f"t_{uuid.uuid4().hex[:12]}", registry)
     s.write([pt(registry, "w-rt", T0, temperature=1.0)])

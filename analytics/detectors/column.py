@@ -104,18 +104,22 @@ class ColumnDetector:
             If the block is not 2-D or its row count is not ``n_series``.
         """
         block = check_block(block, self.n_series)
-        out = np.empty(block.shape, dtype=np.float64)
-        for j in range(block.shape[1]):
-            out[:, j] = self.step(block[:, j])
-        return out
+        # Columns of a C-ordered [series x time] block are strided in memory; one
+        # transpose up front makes every column step read and write contiguously.
+        cols = np.ascontiguousarray(block.T)
+        out = np.empty(cols.shape, dtype=np.float64)
+        for j in range(cols.shape[0]):
+            out[j] = self.step(cols[j])
+        return out.T.copy()
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Score one column ``x`` of shape ``(n_series,)``; the unit that wrappers call."""
-        ok = ~np.isnan(x)
+        ok = x == x  # not NaN
         self.seen += ok
         score = self._step(x, ok)
-        warm = self.seen > self.warmup
-        return np.where(ok, np.where(warm, score, 0.0), np.nan)
+        out = score * (self.seen > self.warmup)
+        np.copyto(out, np.nan, where=~ok)
+        return out
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
         """Score and learn one column; ``ok`` marks non-NaN entries (``seen`` already counts them).

@@ -58,7 +58,7 @@ class RobustShift(ColumnDetector):
         If a rate is outside (0, 1) or ``warmup`` < 1.
     """
 
-    def __init__(self, n_series: int, alpha: float = 0.01, fast: tuple[float, ...] = (0.5, 0.1),
+    def __init__(self, n_series: int, alpha: float = 0.01, fast: tuple[float, ...] = (0.2,),
                  learn_limit: float = 6.0, relearn: int = 300, warmup: int = 100,
                  rel_floor: float = 1e-3, seed: int = 0):
         super().__init__(n_series, seed)
@@ -74,6 +74,8 @@ class RobustShift(ColumnDetector):
         self.relearn = int(relearn)
         self.warmup = int(warmup)
         self.rel_floor = float(rel_floor)
+        # Learning rate by observed count: 1/n while young (a running mean), then alpha.
+        self._rates = np.maximum(self.alpha, 1.0 / np.maximum(np.arange(int(np.ceil(1 / self.alpha)) + 2), 1))
         self._declare("mu", (), np.float64, np.nan)
         self._declare("dev", (), np.float64, 0.0)
         # One 1-D array per fast mean: contiguous rows are cheaper than a (n, k) block.
@@ -95,9 +97,13 @@ class RobustShift(ColumnDetector):
         score = np.abs(resid)
         for i, (rate, sd) in enumerate(zip(self.fast, self.fast_sd)):
             m = getattr(self, f"mean{i}")
-            m_new = m + rate * resid - rate * (m - self.mu)  # = m + rate * (x - m)
-            np.copyto(m, m_new, where=ok)
-            np.maximum(score, np.abs(m - self.mu) / sd, out=score)
+            step = x - m
+            step *= rate
+            np.add(m, step, out=m, where=ok)  # m <- m + rate (x - m), only where x was read
+            gap = m - self.mu
+            np.abs(gap, out=gap)
+            gap *= 1.0 / sd
+            np.maximum(score, gap, out=score)
         score /= sigma
         # Capped: beyond 1000 sigmas the size says nothing more, and a cap keeps
         # near-flat series comparable with the rest.
@@ -106,12 +112,13 @@ class RobustShift(ColumnDetector):
         young = self.seen <= self.warmup
         learn = ok & ((score < self.learn_limit) | young)
         # During warm-up learn at 1/n, so the baseline is usable when scoring starts.
-        a = np.maximum(self.alpha, 1.0 / np.maximum(self.seen, 1)) * learn
+        a = self._rates[np.minimum(self.seen, len(self._rates) - 1)] * learn
         np.copyto(resid, 0.0, where=~ok)
         self.mu += a * resid
         self.dev += a * (np.abs(resid) - self.dev)
         flagged = ok & ~learn
-        self.flagged_run = np.where(flagged, self.flagged_run + 1, np.where(ok, 0, self.flagged_run))
+        # +1 while flagged, back to 0 on a calm reading, unchanged while silent.
+        self.flagged_run = np.where(ok, (self.flagged_run + 1) * flagged, self.flagged_run)
         reset = self.flagged_run >= self.relearn
         if reset.any():  # a step that lasted: accept it explicitly as the new normal
             self.mu[reset] = getattr(self, f"mean{len(self.fast) - 1}")[reset]
