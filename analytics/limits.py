@@ -84,18 +84,38 @@ class LimitDetector:
                 fl.step(block[:, j], int(t))
 
     def conditions(self, registry) -> list[Condition]:
+        """One condition per (site, field): a CRAC failure that heats twelve servers is one incident.
+
+        The condition's device is the one furthest past its mark; every affected
+        device is a member. Its key does not depend on how many devices are
+        affected, so the incident grows and shrinks instead of being replaced.
+        """
         out = []
         for f, fl in self.fields.items():
+            by_site: dict[str, list[int]] = {}
             for i in np.flatnonzero(fl.level > 0):
-                dev = registry.devices[self.devices[i]]
-                level = LEVELS[fl.level[i]]
-                v = fl.value[i]
+                by_site.setdefault(registry.devices[self.devices[i]].site, []).append(int(i))
+            for site, idx in by_site.items():
+                worst = max(idx, key=lambda i: (fl.level[i], abs(fl.value[i] - self._mark(fl, i))))
+                dev = registry.devices[self.devices[worst]]
+                level = LEVELS[int(max(fl.level[i] for i in idx))]
+                v = float(fl.value[worst])
                 marks = {"warn_above": fl.above[0], "crit_above": fl.above[1], "warn_below": fl.below[0], "crit_below": fl.below[1]}
                 marks = {k: m for k, m in marks.items() if np.isfinite(m)}
+                what = f"{self.profile.title.en} {f}"
+                many = f" on {len(idx)} devices" if len(idx) > 1 else ""
                 out.append(Condition(
-                    key=f"limit:{dev.id}:{f}", kind="limit", severity=level,
-                    title=f"Vượt ngưỡng / {self.profile.title.en} {f} {level}: {v:g} {fl.unit} at {dev.id}",
-                    cause=f"{f} = {v:g} {fl.unit} crosses the profile's {level} mark ({', '.join(f'{k} {m:g}' for k, m in marks.items())})",
-                    site=dev.site, district=dev.district, device=dev.id, started_ns=int(fl.since[i]),
-                    evidence={"field": f, "value": float(v), "unit": fl.unit, "marks": marks}))
+                    key=f"limit:{site}:{self.profile.kind}:{f}", kind="limit", severity=level,
+                    title=f"Vượt ngưỡng / {what} {level}{many} at {registry.sites[site].name}: {v:g} {fl.unit} at {dev.id}",
+                    cause=f"{f} crosses the profile's {level} mark ({', '.join(f'{k} {m:g}' for k, m in marks.items())}); "
+                          f"worst {dev.id} at {v:g} {fl.unit}",
+                    site=site, district=dev.district, device=dev.id, started_ns=int(min(fl.since[i] for i in idx)),
+                    evidence={"field": f, "value": v, "unit": fl.unit, "marks": marks,
+                              "values": {self.devices[i]: float(fl.value[i]) for i in idx}},
+                    members=tuple((self.devices[i], LEVELS[int(fl.level[i])]) for i in idx if i != worst)))
         return out
+
+    @staticmethod
+    def _mark(fl: _FieldLimits, i: int) -> float:
+        v = fl.value[i]
+        return fl.above[0] if v >= fl.above[0] else fl.below[0] if v <= fl.below[0] else v

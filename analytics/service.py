@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -36,12 +37,15 @@ log = logging.getLogger("fansipan.detect")
 
 class DetectionService:
     def __init__(self, registry: Registry, store, incidents: IncidentStore, clock: Callable[[], int] = time.time_ns,
-                 missed: int = 3, lag_s: float = 5.0, history_s: float = 3600.0, statistics: bool = True):
+                 missed: int = 3, lag_s: float = 5.0, history_s: float = 3600.0, statistics: bool = True,
+                 slack_s: float = 15.0, stall_s: float = 120.0):
         self.registry = registry
         self.store = store
         self.incidents = incidents
         self.clock = clock
         self.lag_ns = int(lag_s * 1e9)
+        self.slack_ns = int(slack_s * 1e9)
+        self.stall_ns = int(stall_s * 1e9)
         now = clock()
         self.silence = SilenceDetector(registry, missed=missed, since_ns=now)
         self.topology = Topology(registry)
@@ -57,24 +61,46 @@ class DetectionService:
     # --- one cycle ------------------------------------------------------------------------------
 
     def cycle(self) -> list[tuple[str, Incident]]:
-        now = self.clock()
-        silent_mask, missed, last_s = self.silence.evaluate(self.store.last_seen(), now)
+        wall = self.clock()
+        last_seen = self.store.last_seen()
+        now, stalled = self._effective_now(wall, last_seen)
+        silent_mask, missed, last_s = self.silence.evaluate(last_seen, now)
         silent = {d: float(last_s[i]) for i, d in enumerate(self.silence.devices) if silent_mask[i]}
         for kind in self.registry.kinds:
             self._advance(kind, now)
         on_battery = {d: bool(v.get("on_battery", 0) >= 0.5) for d, v in self.latest.items() if "on_battery" in v}
         conditions = self.topology.conditions(silent, on_battery)
+        if stalled is not None:
+            conditions.append(stalled)
         unreachable = {m for c in conditions for m, _ in c.members}
         for kind in self.registry.kinds:
             for c in self._kind_conditions(kind):
                 if c.device not in unreachable and c.device not in silent:
                     conditions.append(c)
-        changes = self.incidents.reconcile(conditions, now)
+        changes = self.incidents.reconcile(conditions, wall)
         for event, inc in changes:
             log.info("incident %s #%d [%s] %s", event, inc.id, inc.severity, inc.title)
         self._write_events(changes, now)
         self.cycles += 1
         return changes
+
+    def _effective_now(self, wall: int, last_seen: dict[str, int]) -> tuple[int, Condition | None]:
+        """Evaluate no further than the newest reading stored (plus a little): a lagging or stopped
+        pipeline must not look like the whole province going silent. A stall is one incident."""
+        if not last_seen:
+            return wall, None
+        newest = max(last_seen.values())
+        now = min(wall, newest + self.slack_ns)
+        if wall - newest < self.stall_ns:
+            return now, None
+        since = datetime.fromtimestamp(newest / 1e9, timezone.utc).isoformat(timespec="seconds")
+        return now, Condition(
+            key="ingest:stalled", kind="ingest_stalled", severity="critical",
+            title=f"Không nhận được dữ liệu / No readings stored since {since}",
+            cause="no device's reading has reached the store: check the collectors, the broker and the store "
+                  "(or the provincial core network); device silence is not evaluated past that time",
+            site=next(iter(self.registry.sites)), district="", device="", started_ns=newest,
+            evidence={"newest_reading": since})
 
     def _advance(self, kind: str, now: int) -> None:
         """Feed the grid columns that are complete (up to the watermark) to the kind's detectors."""

@@ -1,108 +1,123 @@
-"""Statistical conditions for one device kind: a stuck sensor, spikes and level shifts.
+"""Statistical conditions for one device kind: stuck sensors, spikes and level shifts, slow drift.
 
 All numeric fields of all devices of the kind form the rows of one matrix
-(device-major: row = device * n_fields + field), so one detector instance
-scores the whole kind per column.  Scoring and deciding stay separate: the
-detector returns scores, this module applies the thresholds and a minimum
-number of columns before a condition is raised.
+(device-major: row = device * n_fields + field), so each detector scores the
+whole kind per column.  Scoring and deciding stay separate: the detectors in
+:mod:`analytics.detectors` return scores; a :class:`Decider` per detector turns
+them into decisions (a threshold held for a minimum number of columns), and
+this module turns decisions into incident conditions.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from device_profiles import Profile
 
+from .detectors import CusumDrift, RobustShift, StuckSensor  # noqa: F401 (CusumDrift: see DRIFT)
 from .incidents import Condition
 
-STUCK_COLUMNS = 15  # identical readings in a row before a sensor that normally varies counts as stuck
 
+class Decider:
+    """Per-series decision: score >= threshold for at least ``min_cols`` observed columns in a row."""
 
-class StuckDetector:
-    """Same value repeated: per-series run length of identical readings (NaN does not break a run).
-
-    Only a series that normally changes at (nearly) every reading can be
-    stuck: the rate at which its readings change is tracked (EWMA) and the rate
-    before the current run must be at least ``min_change_rate``.  A field that
-    is constant most of the time by design (a camera's 25 fps, an error
-    counter at 0) is never called stuck.
-    """
-
-    def __init__(self, n_series: int, min_run: int = STUCK_COLUMNS, min_change_rate: float = 0.6, alpha: float = 0.05):
-        self.n_series = n_series
-        self.min_run = min_run
-        self.min_change_rate = min_change_rate
-        self.alpha = alpha
-        self.last = np.full(n_series, np.nan)
+    def __init__(self, n_series: int, threshold: float, min_cols: int):
+        self.threshold, self.min_cols = threshold, min_cols
         self.run = np.zeros(n_series, dtype=np.int64)
-        self.rate = np.full(n_series, np.nan)  # EWMA of "this reading differs from the previous one"
-        self.rate_before = np.zeros(n_series)  # the rate when the current run began
-        self.seen = np.zeros(n_series, dtype=np.int64)
+        self.since = np.zeros(n_series, dtype=np.int64)
+        self.score = np.zeros(n_series)
 
-    def update(self, block: np.ndarray) -> np.ndarray:
-        """block [n_series x n_cols]; returns the run length after each column (0 where NaN)."""
-        out = np.zeros(block.shape)
-        for j in range(block.shape[1]):
-            col = block[:, j]
-            have = ~np.isnan(col)
-            same = have & (col == self.last)
-            compared = have & ~np.isnan(self.last)
-            changed = (~same).astype(np.float64)
-            ewma = np.where(np.isnan(self.rate), changed, (1 - self.alpha) * self.rate + self.alpha * changed)
-            self.rate = np.where(compared, ewma, self.rate)
-            self.seen += have
-            self.rate_before = np.where(have & ~same, self.rate, self.rate_before)
-            self.run = np.where(same, self.run + 1, np.where(have, 1, self.run))
-            self.last = np.where(have, col, self.last)
-            out[:, j] = np.where(have, self.run, 0)
-        return out
+    def update(self, scores: np.ndarray, observed: np.ndarray, times_ns: np.ndarray) -> None:
+        for j in range(scores.shape[1]):
+            ok = observed[:, j]
+            hot = ok & (scores[:, j] >= self.threshold)
+            start = hot & (self.run == 0)
+            self.since = np.where(start, times_ns[j], self.since)
+            self.run = np.where(ok, np.where(hot, self.run + 1, 0), self.run)
+            self.score = np.where(ok, scores[:, j], self.score)
 
-    def stuck(self) -> np.ndarray:
-        warmed = self.seen - self.run >= 2 * self.min_run  # the change rate rests on enough readings before the run
-        return warmed & (self.run >= self.min_run) & (self.rate_before >= self.min_change_rate)
+    def active(self) -> np.ndarray:
+        return self.run >= self.min_cols
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str  # incident kind
+    severity: str
+    title_vi: str
+    title_en: str
+    detector: type
+    params: dict
+    threshold: float
+    min_cols: int
+
+
+CHECKS = (
+    Check("stuck", "warning", "Cảm biến bị treo", "Sensor stuck", StuckSensor,
+          {"k": 15, "warmup": 30, "min_change_rate": 0.6}, 1.0, 1),
+    # Rows are in units of the field's valid range (see KindStatistics._matrix): a spike must be
+    # at least 12 robust sigmas AND the sigma is never taken below 1% of the valid range.
+    Check("anomaly", "warning", "Bất thường", "Spike or level shift", RobustShift,
+          {"warmup": 60, "learn_limit": 8.0, "abs_floor": 0.01}, 12.0, 3),
+)
+# CusumDrift is not in the default set: on signals with a daily cycle (traffic, temperature) a
+# drift test against a flat baseline fires every morning. It needs the seasonal baseline first.
+DRIFT = Check("drift", "info", "Trôi chậm", "Slow drift", CusumDrift, {"warmup": 60}, 1.0, 5)
 
 
 class KindStatistics:
-    def __init__(self, profile: Profile, devices: list[str]):
+    def __init__(self, profile: Profile, devices: list[str], checks=CHECKS):
         self.profile = profile
         self.devices = list(devices)
         self.fields = [f for f, s in profile.fields.items() if s.type != "bool"]
         n = len(devices) * len(self.fields)
-        self.stuck = StuckDetector(n)
-        self._stuck_since = np.zeros(n, dtype=np.int64)
+        self.checks = [(c, c.detector(n, **c.params), Decider(n, c.threshold, c.min_cols)) for c in checks]
+        spec = [profile.fields[f] for f in self.fields]
+        # A value frozen at the edge of the valid range (0 V on battery, 0 % load) is a state, not a stuck sensor.
+        self._last = np.full(n, np.nan)
+        self._lo = np.array([s.min for s in spec] * len(devices), dtype=np.float64)
+        self._span = np.array([s.max - s.min for s in spec] * len(devices), dtype=np.float64)
 
     def _matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Device-major rows in units of each field's valid range (0 = min, 1 = max)."""
         blocks = [columns[f] for f in self.fields]
-        if not blocks:
-            return np.empty((0, 0))
-        # device-major rows: device i, field k -> row i * n_fields + k
-        return np.stack(blocks, axis=1).reshape(len(self.devices) * len(self.fields), -1)
+        m = np.stack(blocks, axis=1).reshape(len(self.devices) * len(self.fields), -1)
+        return (m - self._lo[:, None]) / self._span[:, None]
 
     def update(self, columns: dict[str, np.ndarray], times_ns: np.ndarray) -> None:
         if not self.fields or not self.devices:
             return
         m = self._matrix(columns)
-        runs = self.stuck.update(m)
-        # when did the current run start (by measurement time): first column of the run within this block, else kept
-        started = runs == 1
-        if started.any():
-            last_start = np.where(started, times_ns[None, :], 0).max(axis=1)
-            self._stuck_since = np.where(last_start > 0, last_start, self._stuck_since)
+        observed = ~np.isnan(m)
+        for _, det, decider in self.checks:
+            decider.update(det.update(m), observed, times_ns)
+        have = observed.any(axis=1)
+        if have.any():
+            last_col = m.shape[1] - 1 - np.argmax(observed[:, ::-1], axis=1)
+            self._last = np.where(have, m[np.arange(m.shape[0]), last_col], self._last)
 
     def conditions(self, registry) -> list[Condition]:
         if not self.fields or not self.devices:
             return []
         nf = len(self.fields)
-        stuck = self.stuck.stuck().reshape(len(self.devices), nf)
         out = []
-        for i in np.flatnonzero(stuck.any(axis=1)):
-            dev = registry.devices[self.devices[i]]
-            fields = [self.fields[k] for k in np.flatnonzero(stuck[i])]
-            rows = [i * nf + self.fields.index(f) for f in fields]
-            out.append(Condition(
-                key=f"stuck:{dev.id}", kind="stuck", severity="warning",
-                title=f"Cảm biến bị treo / Sensor stuck: {dev.id} repeats {', '.join(fields)}",
-                cause=f"{', '.join(fields)} reported the same value {int(self.stuck.run[rows].min())} times in a row",
-                site=dev.site, district=dev.district, device=dev.id, started_ns=int(self._stuck_since[rows].min()),
-                evidence={"fields": {f: float(self.stuck.last[r]) for f, r in zip(fields, rows)}}))
+        for check, _, decider in self.checks:
+            active = decider.active()
+            if check.kind == "stuck":
+                active &= (self._last != 0.0) & (self._last != 1.0)
+            per_device = active.reshape(len(self.devices), nf)
+            for i in np.flatnonzero(per_device.any(axis=1)):
+                dev = registry.devices[self.devices[i]]
+                rows = [i * nf + k for k in np.flatnonzero(per_device[i])]
+                fields = [self.fields[r - i * nf] for r in rows]
+                values = {f: float(self._lo[r] + self._last[r] * self._span[r]) for f, r in zip(fields, rows)}
+                out.append(Condition(
+                    key=f"{check.kind}:{dev.id}", kind=check.kind, severity=check.severity,
+                    title=f"{check.title_vi} / {check.title_en}: {dev.id} ({', '.join(fields)})",
+                    cause=f"{check.title_en.lower()} on {', '.join(f'{f} = {v:g}' for f, v in values.items())}",
+                    site=dev.site, district=dev.district, device=dev.id, started_ns=int(decider.since[rows].min()),
+                    evidence={"fields": values, "scores": {f: float(decider.score[r]) for f, r in zip(fields, rows)},
+                              "detector": check.detector.__name__}))
         return out

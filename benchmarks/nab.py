@@ -26,6 +26,20 @@ from analytics.detectors import nab_detector
 
 DECIMALS = 4
 
+NOTES = """\
+How: `analytics.detectors.nab_detector` = `EpisodeStart(ContextNovelty)`, one detector
+for all 58 series, vectorised over series. Each value is quantised into 8 levels of its
+range (6 when the range is learned); a column's contexts are its level and the tuples
+with the 1 and 2 levels before it, counted per series in a hashed table of 8-bit
+counters (8 KB a series). Score = fraction of never-seen contexts x (1 - the series'
+recent novelty rate), so habitually novel (noisy, young) series count for less.
+`EpisodeStart` passes a score only after 100 calm columns (no inner score >= 0.5):
+one report per episode, as NAB rewards the earliest flag in a window and charges
+every repeat outside one. "NAB input range" uses the per-file min/max that NAB
+hands every detector (HTM's encoders and CAD OSE use it too); "learned range" uses
+nothing but the past (warm-up min/max, then multi-resolution grids). Thresholds
+are tuned on the corpus itself, as for every scoreboard entry."""
+
 
 def stream(files: list[nab.NabFile], detector, block: int) -> tuple[list[np.ndarray], float]:
     """Feed the corpus as one [file x time] matrix, ``block`` columns per update; scores per file."""
@@ -78,6 +92,7 @@ def report(files, runs, checks, command: str) -> str:
     lines += ["", "Cross-checks of the scorer (normalised standard | low FP | low FN):", ""]
     for name, res in checks.items():
         lines.append(f"- {name}: {fmt(res)}")
+    lines += ["", NOTES]
     return "\n".join(lines) + "\n"
 
 

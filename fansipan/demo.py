@@ -11,8 +11,12 @@ import json
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from analytics.incidents import IncidentStore
+from analytics.service import DetectionService
 from device_profiles import load_registry
 from ingest.collector import Collector
 from storage.factory import open_store
@@ -22,13 +26,14 @@ from .cli import _stop_event
 from .config import Settings
 
 log = logging.getLogger("fansipan.demo")
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
 # What the demo breaks, in simulated seconds from the start (see README "The demo").
 DEFAULT_FAULTS = [
     "uplink_cut:y_ty:600",  # Y Tý (Bát Xát) loses its uplink 10 simulated minutes in
     "power_loss:pha_long:900",  # Pha Long (Mường Khương): mains lost, UPS drains, then silence
     "crac_failure:dc-crac-1:300",  # data center: CRAC 1 fails, inlet temperatures climb
-    "stuck_sensor:sapa-aq-1:0",  # Sa Pa air-quality station repeats one value
+    "stuck_sensor:sapa-aq-1:1500",  # Sa Pa air-quality station freezes on one value after 25 minutes
     "flood:banvuoc-wl-1:0",  # Bản Vược gauge on the Red River rises past its alarm marks
     "speaker_offline:ta_van:1200",
     "clock_skew:cocleu-cam-1:0",  # a camera whose clock is an hour ahead: refused, bad_timestamp
@@ -48,8 +53,10 @@ def run_demo(args) -> int:
     registry = load_registry()
     faults = [Fault.parse(f) for f in (args.fault if args.fault is not None else DEFAULT_FAULTS)]
     store_path = Path(args.store_path)
-    for suffix in ("", "-wal", "-shm"):  # each demo run starts from an empty store, so its counts add up
-        Path(str(store_path) + suffix).unlink(missing_ok=True)
+    incidents_path = store_path.with_name("incidents.sqlite")
+    for path in (store_path, incidents_path):
+        for suffix in ("", "-wal", "-shm"):  # each demo run starts empty, so its counts add up
+            Path(str(path) + suffix).unlink(missing_ok=True)
 
     stop = _stop_event()
     broker = LocalBroker.start(args.broker)
@@ -72,28 +79,43 @@ def run_demo(args) -> int:
     print(f"store: SQLite {store_path}; {len(registry.devices)} devices of {len(registry.kinds)} kinds; "
           f"speed x{args.speed:g}; faults: {', '.join(str(f) for f in faults) or 'none'}")
     sim = Simulation(registry, faults=faults, seed=args.seed, speed=args.speed)
+    # The detector runs on simulated time: at x60 a minute of the province passes every second.
+    sim_clock = lambda: int(sim.sim_time.timestamp() * 1e9) if sim.sim_time else time.time_ns()  # noqa: E731
+    incidents = IncidentStore(incidents_path, clear_hold_s=120, reopen_s=600)
     pub = MqttPublisher("127.0.0.1", broker.port, protocol=5 if broker.protocol == "5" else 4,
                         client_id="fansipan-demo-simulator")
     started = time.monotonic()
     sim_thread = threading.Thread(target=sim.run, args=(pub.publish,), kwargs={"duration_s": args.duration, "stop": stop},
                                   name="simulator", daemon=True)
     sim_thread.start()
+    while sim.sim_time is None and sim_thread.is_alive():
+        time.sleep(0.05)
+    detector = DetectionService(registry, store, incidents, clock=sim_clock, history_s=0)
+    det_stop = threading.Event()
+    det_thread = threading.Thread(target=detector.run, args=(1.0, det_stop), name="detector", daemon=True)
+    det_thread.start()
     try:
         while sim_thread.is_alive():
             sim_thread.join(2.0)
-            _progress(started, sim, collector)
+            _progress(started, sim, collector, incidents)
     finally:
         stop.set()
         sim_thread.join(10)
         pub.flush(timeout=30)
         pub.close()
         drained = _drain(sim, collector, timeout=30)
-        _progress(started, sim, collector)
+        det_stop.set()
+        det_thread.join(30)
+        detector.cycle()  # one last look with everything stored
+        _progress(started, sim, collector, incidents)
         collector.stop()
         store.close()
         broker.stop()
     summary = _summary(sim, collector, broker, faults, time.monotonic() - started, drained)
+    summary["incidents"] = _incidents(incidents, registry)
+    incidents.close()
     _print_kinds(summary)
+    _print_incidents(summary["incidents"])
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -120,13 +142,40 @@ def _drain(sim, collector, timeout: float) -> bool:
     return False
 
 
-def _progress(started: float, sim, collector) -> None:
+def _progress(started: float, sim, collector, incidents) -> None:
     s = collector.stats.snapshot()
     st = sim.stats
-    print(f"[{time.monotonic() - started:6.0f} s] published {st.published_readings:,} readings "
+    open_now = {}
+    for inc in incidents.open_incidents():
+        open_now[inc.kind] = open_now.get(inc.kind, 0) + 1
+    clock = sim.sim_time.astimezone(LOCAL).strftime("%d/%m %H:%M") if sim.sim_time else "--"
+    print(f"[{time.monotonic() - started:6.0f} s | {clock}] published {st.published_readings:,} readings "
           f"(+{sum(st.malformed_by_reason.values()):,} malformed on purpose) | stored {s['readings_stored']:,} "
           f"from {s['devices_seen']} devices | quarantined {s['quarantined']:,}: {_fmt_counts(s['quarantined_by_reason'])}"
+          f" | incidents open: {_fmt_counts(open_now)}"
           f"{'' if s['connected'] else ' | COLLECTOR NOT CONNECTED'}", flush=True)
+
+
+def _incidents(incidents: IncidentStore, registry) -> list[dict]:
+    out = []
+    for inc in incidents.all():
+        out.append({
+            "id": inc.id, "kind": inc.kind, "severity": inc.severity, "status": inc.status,
+            "site": inc.site, "site_name": registry.sites[inc.site].name, "device": inc.device,
+            "start": datetime.fromtimestamp(inc.started_ns / 1e9, timezone.utc).isoformat(timespec="seconds"),
+            "resolved": (datetime.fromtimestamp(inc.resolved_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
+                         if inc.resolved_ns else None),
+            "title": inc.title, "cause": inc.cause,
+            "unreachable": [m for m, _ in inc.members],
+        })
+    return out
+
+
+def _print_incidents(rows: list[dict]) -> None:
+    print(f"incidents ({len(rows)}):")
+    for r in rows:
+        extra = f" [+{len(r['unreachable'])} unreachable]" if r["unreachable"] else ""
+        print(f"  #{r['id']:<3} {r['status']:<12} {r['severity']:<8} {r['start'][11:16]} UTC  {r['title']}{extra}")
 
 
 def _print_kinds(summary: dict) -> None:

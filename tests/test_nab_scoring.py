@@ -124,3 +124,22 @@ def test_load_corpus(tmp_path):
         '{"cat/a.csv": [["2020-01-01 00:05:30.000000", "2020-01-01 00:07:00.000000"]]}')
     with pytest.raises(ValueError):
         nab.load_corpus(tmp_path)
+
+
+def test_benchmark_stream_does_not_depend_on_block_size():
+    from analytics.detectors import nab_detector
+    from benchmarks.nab import stream
+
+    rng = np.random.default_rng(5)
+    files = []
+    for n, lo in ((400, 300), (250, 120)):
+        c = corpus(n, ((lo, lo + 19),))
+        c.values = np.sin(np.arange(n) / 7.0) + 0.1 * rng.standard_normal(n)
+        c.values[lo + 5] += 9.0
+        files.append(c)
+    runs = [stream(files, nab_detector(2), block)[0] for block in (1, 37, 1000)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a, b, equal_nan=True)
+    ranged = stream(files, nab_detector(2, value_range=([-2, -2], [12, 12])), 50)[0]
+    assert all(np.isfinite(s).all() for s in ranged)

@@ -110,7 +110,7 @@ class ColumnDetector:
         out = np.empty(cols.shape, dtype=np.float64)
         for j in range(cols.shape[0]):
             out[j] = self.step(cols[j])
-        return out.T.copy()
+        return out.T  # a (n_series, n_cols) view in Fortran order: no second copy
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Score one column ``x`` of shape ``(n_series,)``; the unit that wrappers call."""

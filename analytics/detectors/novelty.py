@@ -36,7 +36,7 @@ import numpy as np
 
 from analytics.detectors.column import ColumnDetector
 
-_MIX = np.int64(0x9E3779B1)  # Knuth's multiplicative hash constant (fits in 63 bits times levels)
+_MIX = np.int64(0x9E3779B1)  # Knuth's multiplicative constant; products wrap in int64, deterministically
 _MOD = np.int64(1 << 40)  # keeps running hashes far from int64 overflow
 
 

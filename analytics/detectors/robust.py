@@ -49,6 +49,9 @@ class RobustShift(ColumnDetector):
         Observed columns per series before any non-zero score.
     rel_floor : float
         Floor of sigma as a fraction of the mean absolute level (plus 1e-9 absolute).
+    abs_floor : float
+        Absolute floor of sigma, in the series' units (for series that sit at 0
+        most of the time, like error counters, whose MAD is 0).
     seed : int
         Unused (deterministic); kept for the protocol.
 
@@ -60,7 +63,7 @@ class RobustShift(ColumnDetector):
 
     def __init__(self, n_series: int, alpha: float = 0.01, fast: tuple[float, ...] = (0.2,),
                  learn_limit: float = 6.0, relearn: int = 300, warmup: int = 100,
-                 rel_floor: float = 1e-3, seed: int = 0):
+                 rel_floor: float = 1e-3, abs_floor: float = 0.0, seed: int = 0):
         super().__init__(n_series, seed)
         for a in (alpha, *fast):
             if not 0.0 < a < 1.0:
@@ -74,6 +77,7 @@ class RobustShift(ColumnDetector):
         self.relearn = int(relearn)
         self.warmup = int(warmup)
         self.rel_floor = float(rel_floor)
+        self.abs_floor = float(abs_floor) + 1e-9
         # Learning rate by observed count: 1/n while young (a running mean), then alpha.
         self._rates = np.maximum(self.alpha, 1.0 / np.maximum(np.arange(int(np.ceil(1 / self.alpha)) + 2), 1))
         self._declare("mu", (), np.float64, np.nan)
@@ -93,7 +97,7 @@ class RobustShift(ColumnDetector):
                 getattr(self, f"mean{i}")[first] = x[first]
         resid = x - self.mu
         # sigma: MAD-based, floored at rel_floor of the level (|mu|) so a flat line is not infinitely touchy.
-        sigma = np.maximum(_MAD_TO_SIGMA * self.dev, self.rel_floor * np.abs(self.mu) + 1e-9)
+        sigma = np.maximum(_MAD_TO_SIGMA * self.dev, self.rel_floor * np.abs(self.mu) + self.abs_floor)
         score = np.abs(resid)
         for i, (rate, sd) in enumerate(zip(self.fast, self.fast_sd)):
             m = getattr(self, f"mean{i}")
