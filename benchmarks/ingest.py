@@ -212,12 +212,13 @@ def report(rows: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=40_000, help="backlog size for one-reading messages")
     p.add_argument("--batched-messages", type=int, default=2_000, help="backlog size for 100-reading messages")
-    args = p.parse_args()
-    command = "python -m benchmarks.ingest " + " ".join(sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    command = "python -m benchmarks.ingest " + " ".join(argv)
     rows = run(args)
     print()
     print(report(rows, command.strip()))

@@ -116,6 +116,17 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    if args.bench == "nab":
+        from benchmarks.nab import main as nab_main
+
+        return nab_main(["--data", args.data, *(["--out", args.out] if args.out else [])])
+    from benchmarks.ingest import main as ingest_main
+
+    ingest_main([])
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -153,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--client-id", default="fansipan-simulator")
     sim.set_defaults(func=cmd_simulate)
+
+    bench = sub.add_parser("bench", help="benchmarks (figures go to BENCHMARKS.md)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    nab = bench_sub.add_parser("nab", help="stream the detector over the NAB corpus and score it with NAB's scoring")
+    nab.add_argument("--data", required=True, help="NAB corpus folder holding data/ and labels/ (e.g. ../shared/data/nab)")
+    nab.add_argument("--out", help="also write the results as markdown to this file")
+    nab.set_defaults(func=cmd_bench)
+    ing = bench_sub.add_parser("ingest", help="collector vs bare paho vs mosquitto_sub (needs mosquitto and influxd)")
+    ing.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="broker + collector + embedded store + simulator with faults, on this machine")
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
