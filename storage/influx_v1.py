@@ -26,7 +26,7 @@ from .base import Frame, Point, Rejected, StoreError, Value
 from .common import float_fields, http_error, safe_url, unreachable
 from .frame import MAX_ROWS, check_max_rows
 from .influxql import InfluxQLReader, error_text, ident, literal
-from .line_protocol import Encoder
+from .line_protocol import Encoder, incident_event_lines
 
 __all__ = ["InfluxV1Store", "InfluxQLReader", "ident", "literal"]  # the reader lived here before storage.influxql
 
@@ -96,6 +96,13 @@ class InfluxV1Store:
             lines = self._encoder.point_lines(points) + self._encoder.rejected_lines(rejected)
         except ValueError as exc:
             raise StoreError(f"{self.where}: batch refused before sending: {exc}", retryable=False) from exc
+        self._send(lines)
+
+    def write_incident_events(self, events) -> None:
+        """Incident events next to the telemetry, for the boards' annotations (see line_protocol)."""
+        self._send(incident_event_lines(events))
+
+    def _send(self, lines: list[str]) -> None:
         if not lines:
             return
         self._ensure_database()

@@ -33,7 +33,7 @@ from .base import Frame, Point, Rejected, StoreError, Value
 from .common import Reader, float_fields, http_error, safe_url, unreachable
 from .frame import MAX_ROWS, check_max_rows
 from .influxql import InfluxQLReader
-from .line_protocol import Encoder
+from .line_protocol import Encoder, incident_event_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
@@ -77,6 +77,13 @@ class InfluxV2Store:
             lines = self._encoder.point_lines(points) + self._encoder.rejected_lines(rejected)
         except ValueError as exc:
             raise StoreError(f"{self.where}: batch refused before sending: {exc}", retryable=False) from exc
+        self._send(lines)
+
+    def write_incident_events(self, events) -> None:
+        """Incident events next to the telemetry, for the boards' annotations (see line_protocol)."""
+        self._send(incident_event_lines(events))
+
+    def _send(self, lines: list[str]) -> None:
         doing = f"write {len(lines)} lines"
         for i in range(0, len(lines), self.batch_size):
             body = "\n".join(lines[i:i + self.batch_size])

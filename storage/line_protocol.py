@@ -179,6 +179,28 @@ class Encoder:
         return "\n".join(self.point_lines(points) + self.rejected_lines(rejected))
 
 
+INCIDENT_MEASUREMENT = "fansipan_incident"
+
+
+def incident_event_lines(events) -> list[str]:
+    """Incident events for the boards: ``events`` are (ts_ns, event, incident) from the detector.
+
+    Tags are the bounded ones (incident kind, severity, site, event); the
+    incident id, title and device are fields.  Two events of one tag set at the
+    same nanosecond would overwrite each other, so each is shifted by its
+    incident id modulo 1e6 ns (under a millisecond, deterministic).
+    """
+    out = []
+    for ts_ns, event, inc in events:
+        out.append(
+            f"{INCIDENT_MEASUREMENT},event={escape_tag(event)},kind={escape_tag(inc.kind)},"
+            f"severity={escape_tag(inc.severity)},site={escape_tag(inc.site)} "
+            f"id={int(inc.id)}i,status={escape_string(inc.status)},title={escape_string(inc.title)},"
+            f"device={escape_string(inc.device)},started_ns={int(inc.started_ns)}i {int(ts_ns) + int(inc.id) % 1_000_000}"
+        )
+    return out
+
+
 def to_number(v: object, as_float: bool, what: str) -> int | float:
     """A value that is not exactly float/int/bool (numpy scalars, subclasses) as a Python int or float.
 

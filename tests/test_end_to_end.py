@@ -198,3 +198,27 @@ def test_a_poison_message_does_not_stop_the_collector(mosquitto, tmp_path):
         collector.stop()
     assert collector.stats.snapshot()["quarantined"] == len(poison)
     store.close()
+
+
+def test_detector_writes_incident_events_next_to_the_telemetry(influxd, tmp_path):
+    """The boards plot incidents from InfluxDB: the detector writes its incident events there."""
+    from analytics.incidents import IncidentStore
+    from analytics.service import DetectionService
+    from ingest.validate import Validator
+
+    db = f"ev_{uuid.uuid4().hex[:8]}"
+    store = InfluxV1Store(influxd.url, db, REGISTRY)
+    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    sim = Simulation(REGISTRY, faults=["uplink_cut:y_ty:300"], seed=3, speed=0, start=start)
+    validator = Validator(REGISTRY)
+    now = [int(start.timestamp() * 1e9)]
+    service = DetectionService(REGISTRY, store, IncidentStore(tmp_path / "i.sqlite"), clock=lambda: now[0], history_s=0, lag_s=0)
+    for minute in range(1, 16):
+        now[0] = int(start.timestamp() * 1e9) + minute * 60 * 10**9
+        points = [p for t, pl, _ in sim.messages(1, step_s=60) for p in validator.message(t, pl, now[0])[0]]
+        store.write(points)
+        service.cycle()
+    rows = _influx_count(influxd.url, db, 'SELECT "id", "title", "device" FROM "fansipan_incident" WHERE "event" = \'opened\'')
+    titles = [v[2] for s in rows for v in s["values"]]
+    assert any("Y Tý" in t and "Uplink down" in t for t in titles), titles
+    store.close()
