@@ -100,9 +100,9 @@ class KindMultivariate:
         if T == 0:
             return
         self._learn_step(times_ns)
-        x = (np.stack([cols[f] for f in self.fields], axis=2) - self._lo) / self._span  # [n_dev, T, nf]
+        raw = np.stack([np.asarray(cols[f], dtype=np.float64) for f in self.fields], axis=2)  # [n_dev, T, nf]
+        x = (raw - self._lo) / self._span
         ok = ~np.isnan(x).any(axis=2)
-        raw = x * self._span + self._lo
         with np.errstate(invalid="ignore"):
             clean = ok & ~((raw > self._hi) | (raw < self._lo_mark)).any(axis=2)
         if exclude is not None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from device_profiles import Profile
 
-from .detectors import CusumDrift, RobustShift, StuckSensor  # noqa: F401 (CusumDrift: see DRIFT)
+from .detectors import CusumDrift, RobustShift, SeasonalShift, StuckSensor  # noqa: F401 (CusumDrift: see DRIFT)
 from .incidents import Condition
 
 
@@ -61,6 +61,9 @@ CHECKS = (
     # at least 12 robust sigmas AND the sigma is never taken below 1% of the valid range.
     Check("anomaly", "warning", "Bất thường", "Spike or level shift", RobustShift,
           {"warmup": 60, "learn_limit": 8.0, "abs_floor": 0.01}, 12.0, 3),
+    # Against the series' own hour of the day; silent for its first three days (explicit warm-up).
+    Check("seasonal", "warning", "Bất thường theo giờ", "Unusual for the time of day", SeasonalShift,
+          {"slots": 24, "abs_floor": 0.01, "learn_limit": 10.0}, 10.0, 3),
 )
 # CusumDrift is not in the default set: on signals with a daily cycle (traffic, temperature) a
 # drift test against a flat baseline fires every morning. It needs the seasonal baseline first.
@@ -73,12 +76,20 @@ class KindStatistics:
         self.devices = list(devices)
         self.fields = [f for f, s in profile.fields.items() if s.type != "bool"]
         n = len(devices) * len(self.fields)
-        self.checks = [(c, c.detector(n, **c.params), Decider(n, c.threshold, c.min_cols)) for c in checks]
+        self.checks = [(c, c.detector(n, **self._params(c, profile)), Decider(n, c.threshold, c.min_cols)) for c in checks]
         spec = [profile.fields[f] for f in self.fields]
         # A value frozen at the edge of the valid range (0 V on battery, 0 % load) is a state, not a stuck sensor.
         self._last = np.full(n, np.nan)
         self._lo = np.array([s.min for s in spec] * len(devices), dtype=np.float64)
         self._span = np.array([s.max - s.min for s in spec] * len(devices), dtype=np.float64)
+
+    @staticmethod
+    def _params(check: Check, profile: Profile) -> dict:
+        if check.detector is not SeasonalShift:
+            return dict(check.params)
+        step = profile.reporting.interval_s
+        per_slot_day = 86_400 / check.params["slots"] / step
+        return {**check.params, "step_s": step, "slot_warmup": max(3, int(3 * per_slot_day))}
 
     def _matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """Device-major rows in units of each field's valid range (0 = min, 1 = max)."""
@@ -92,7 +103,8 @@ class KindStatistics:
         m = self._matrix(columns)
         observed = ~np.isnan(m)
         for _, det, decider in self.checks:
-            decider.update(det.update(m), observed, times_ns)
+            scores = det.update(m, times_ns) if isinstance(det, SeasonalShift) else det.update(m)
+            decider.update(scores, observed, times_ns)
         have = observed.any(axis=1)
         if have.any():
             last_col = m.shape[1] - 1 - np.argmax(observed[:, ::-1], axis=1)

@@ -12,9 +12,11 @@ from analytics.detectors.drift import CusumDrift
 from analytics.detectors.episodes import EpisodeStart
 from analytics.detectors.novelty import ContextNovelty
 from analytics.detectors.robust import RobustShift
+from analytics.detectors.seasonal import SeasonalShift
 from analytics.detectors.stuck import StuckSensor
 
-DETECTORS: tuple[type[ColumnDetector], ...] = (RobustShift, ContextNovelty, EpisodeStart, StuckSensor, CusumDrift)
+DETECTORS: tuple[type[ColumnDetector], ...] = (RobustShift, ContextNovelty, EpisodeStart, StuckSensor, CusumDrift,
+                                               SeasonalShift)
 
 
 def nab_detector(n_series: int, value_range=None) -> EpisodeStart:
