@@ -1,14 +1,18 @@
 """Multivariate conditions: a device whose fields no longer fit together (scikit-learn IsolationForest).
 
-Meant for the data-center kinds (:data:`MULTIVARIATE_KINDS`): a server whose CPU
+Meant for the data-center kinds (:data:`MULTIVARIATE_FIELDS`): a server whose CPU
 temperature climbs while its CPU load does not, a rack PDU drawing current its
 power does not explain, a CRAC whose fans slow while its air warms.  Each field
 may still be inside its limits; what is wrong is the combination.
 
-Rows are (device, grid column) samples; features are the kind's numeric fields
-in units of each field's valid range (0 = min, 1 = max).  A row with any NaN
-field is skipped (not scored, not learned).  One model per kind, pooled over
-its devices, so a device is judged against the behaviour of the whole fleet.
+Rows are (device, grid column) samples; features are the kind's related numeric
+fields in units of each field's valid range (0 = min, 1 = max), rotated onto the
+principal axes of the clean training rows and scaled to unit variance there
+(whitening): IsolationForest cuts parallel to the axes, and after the rotation
+"CPU temperature minus what the load explains" is an axis of its own.  A row with
+any NaN field is skipped (neither scored nor learned).  One model per kind,
+pooled over its devices, so a device is judged against the whole fleet and a
+server that simply gets busier, like its neighbours are, stays unremarkable.
 
 Lifecycle:
 
@@ -17,18 +21,21 @@ Lifecycle:
   the caller's ``exclude`` mask), then the forest is fitted once with
   ``random_state=seed``.  Scores are 0 until then;
 * scoring: every update scores all its complete rows in ONE ``score_samples``
-  call (batch scoring is ~3000x faster than row by row); the anomaly score is
-  ``-score_samples`` (in (0, 1], about 0.4-0.5 for ordinary rows);
-* deciding: score >= ``threshold`` for ``min_cols`` observed columns in a row
-  (:class:`~analytics.statistics.Decider`), where the threshold is the
-  ``1 - contamination`` quantile of the training rows' scores times ``margin``;
-* retraining: clean rows that did not score above the threshold keep feeding
-  a bounded ring buffer (at most ``max_train_rows`` rows, thinned at random so
-  that it spans about ``window_s`` of history: with a daily cycle the model
-  should eventually have seen every hour of the day).  Every ``refit_s`` of
-  measurement time the forest is refitted on the buffer and the threshold
-  recalibrated; ``refit_s=None`` keeps the first model.  Flagged rows are never
-  learned, so a slow fault does not become the new normal.
+  call (batch scoring is ~3000x faster than row by row); a row's anomaly score
+  is ``-score_samples`` (in (0, 1], about 0.45-0.5 for ordinary rows);
+* deciding: the row scores of each device are smoothed (EWMA, ``alpha``), since
+  a single noisy reading is no finding; the smoothed score must reach
+  ``threshold`` for ``min_cols`` observed columns in a row
+  (:class:`~analytics.statistics.Decider`).  The threshold is the
+  ``1 - contamination`` quantile of the training rows' own (unsmoothed) scores
+  times ``margin``: smoothed scores of ordinary devices stay well below it;
+* retraining: clean rows of devices whose smoothed score is below the threshold
+  keep feeding a bounded ring buffer (at most ``max_train_rows`` rows, thinned
+  at random so that it spans about ``window_s`` of history: with a daily cycle
+  the model should eventually have seen every hour of the day).  Every
+  ``refit_s`` of measurement time the forest is refitted on the buffer and the
+  threshold recalibrated; ``refit_s=None`` keeps the first model.  What is
+  flagged is never learned, so a slow fault does not become the new normal.
 """
 
 from __future__ import annotations
@@ -41,39 +48,47 @@ from device_profiles import Profile
 from .incidents import Condition
 from .statistics import Decider
 
-MULTIVARIATE_KINDS = ("server", "crac", "rack_pdu")
+# Fields that physically depend on each other. Unrelated fields (a server's disk use, a CRAC's humidity)
+# only dilute the forest: it picks the axis of each cut at random, so an outlier on one of d axes takes
+# about d cuts to isolate and its score saturates lower as d grows. Kinds not listed use all numeric fields.
+MULTIVARIATE_FIELDS = {
+    "server": ["cpu_pct", "inlet_temp_c", "cpu_temp_c"],
+    "crac": ["supply_temp_c", "return_temp_c", "fan_speed_pct"],
+    "rack_pdu": ["power_kw", "current_a", "voltage_v"],
+}
+MULTIVARIATE_KINDS = tuple(MULTIVARIATE_FIELDS)
+SD_FLOOR = 1e-3  # range units: a direction the fleet never moved along still needs 0.1 % of the range to count
 
 
 class KindMultivariate:
-    """IsolationForest over the numeric fields of all devices of one kind.
+    """IsolationForest over related numeric fields of all devices of one kind.
 
     ``update(cols, times_ns, exclude=None)``: ``cols`` maps field -> float64
     [n_devices x n_cols] (profile units, NaN = no reading) on the grid whose
     column times are ``times_ns`` (int64 ns, [n_cols]); ``exclude`` is an
     optional bool [n_devices x n_cols] of rows other detectors flagged (scored,
     never learned).  ``conditions(registry)`` lists one condition per device
-    whose decision is active.
+    whose decision is active.  Memory: the ring buffer, ``max_train_rows`` x
+    n_fields float64 (800 KB for 20,000 x 5), plus the forest (~1 MB).
     """
 
     def __init__(self, profile: Profile, devices: list[str], fields: list[str] | None = None,
-                 train_cols: int = 360, contamination: float = 0.001, seed: int = 0, margin: float = 1.1,
-                 min_cols: int = 6, max_train_rows: int = 20_000, refit_s: float | None = 3600.0,
-                 window_s: float = 86400.0, n_estimators: int = 100):
+                 train_cols: int = 360, contamination: float = 0.001, seed: int = 0, margin: float = 1.0,
+                 min_cols: int = 4, alpha: float = 0.3, max_train_rows: int = 20_000,
+                 refit_s: float | None = 3600.0, window_s: float = 86400.0, n_estimators: int = 100):
         self.profile = profile
         self.devices = list(devices)
         numeric = [f for f, s in profile.fields.items() if s.type != "bool"]
-        self.fields = list(fields) if fields is not None else numeric
+        self.fields = list(fields) if fields is not None else MULTIVARIATE_FIELDS.get(profile.kind, numeric)
         spec = [profile.fields[f] for f in self.fields]
         self._lo = np.array([s.min for s in spec], dtype=np.float64)
         self._span = np.array([s.max - s.min for s in spec], dtype=np.float64)
-        inf = np.inf
-        lim = [s.limits for s in spec]
         # The warning marks (or the critical ones, if only those are set) bound what counts as clean.
-        self._hi = np.array([_first(l, "warn_above", "crit_above", inf) for l in lim])
-        self._lo_mark = np.array([_first(l, "warn_below", "crit_below", -inf) for l in lim])
+        self._hi_mark = np.array([_mark(s.limits, "warn_above", "crit_above", np.inf) for s in spec])
+        self._lo_mark = np.array([_mark(s.limits, "warn_below", "crit_below", -np.inf) for s in spec])
         self.train_cols, self.contamination, self.seed, self.margin = train_cols, contamination, seed, margin
+        self.alpha, self.n_estimators, self.window_s = alpha, n_estimators, window_s
         self.max_rows, self.refit_ns = max_train_rows, None if refit_s is None else int(refit_s * 1e9)
-        self.window_s, self.n_estimators = window_s, n_estimators
         n, nf = len(self.devices), len(self.fields)
         self.decider = Decider(n, np.inf, min_cols)  # threshold set when the forest is fitted
         self.model: IsolationForest | None = None
@@ -86,61 +101,61 @@ class KindMultivariate:
         self._last_t: int | None = None
         self._step_s: float | None = None
         self._rng = np.random.default_rng(seed)
+        self._mean, self._rot, self._sd = np.zeros(nf), np.eye(nf), np.ones(nf)  # whitening
         self._median = np.zeros(nf)  # training medians (range units), for the evidence
+        self._ewma = np.zeros(n)  # smoothed anomaly score per device
         self._last = np.full((n, nf), np.nan)  # last complete row per device (range units)
-        self._last_score = np.zeros(n)
 
     # --- updating ----------------------------------------------------------------------------
 
     def update(self, cols: dict[str, np.ndarray], times_ns: np.ndarray, exclude: np.ndarray | None = None) -> None:
-        if not self.fields or not self.devices:
+        if not self.fields or not self.devices or len(times_ns) == 0:
             return
         times_ns = np.asarray(times_ns, dtype=np.int64)
-        T = len(times_ns)
-        if T == 0:
-            return
+        n, T = len(self.devices), len(times_ns)
         self._learn_step(times_ns)
-        raw = np.stack([np.asarray(cols[f], dtype=np.float64) for f in self.fields], axis=2)  # [n_dev, T, nf]
+        raw = np.stack([np.asarray(cols[f], dtype=np.float64) for f in self.fields], axis=2)  # [n, T, nf]
         x = (raw - self._lo) / self._span
         ok = ~np.isnan(x).any(axis=2)
         with np.errstate(invalid="ignore"):
-            clean = ok & ~((raw > self._hi) | (raw < self._lo_mark)).any(axis=2)
+            clean = ok & ~((raw > self._hi_mark) | (raw < self._lo_mark)).any(axis=2)
         if exclude is not None:
             clean &= ~np.asarray(exclude, dtype=bool)
-        start = 0
-        if self.model is None:
-            start = self._warm(x, clean)  # first column to score (T if still warming up)
-        scores = np.zeros((len(self.devices), T))
+        start = self._warm(x, clean) if self.model is None else 0  # first column to score
         scored = ok.copy()
         scored[:, :start] = False
+        rows = np.zeros((n, T))
         if scored.any():
-            scores[scored] = -self.model.score_samples(x[scored])  # the one scoring call of this update
-        # Warm-up columns count as observed with score 0: a device's run cannot start before the model exists.
-        self.decider.update(scores, ok, times_ns)
+            rows[scored] = -self.model.score_samples(self._white(x[scored]))  # the one scoring call of this update
+        smooth = np.zeros((n, T))  # 0 during warm-up: a run cannot start before the model exists
+        e = self._ewma
+        for j in range(start, T):  # the EWMA is sequential in time, vectorized over devices
+            e = np.where(scored[:, j], e + self.alpha * (rows[:, j] - e), e)
+            smooth[:, j] = e
+        self._ewma = e
+        self.decider.update(smooth, ok, times_ns)
         have = ok.any(axis=1)
         if have.any():
-            j = T - 1 - np.argmax(ok[:, ::-1], axis=1)
-            i = np.arange(len(self.devices))
-            self._last = np.where(have[:, None], x[i, j], self._last)
-            self._last_score = np.where(have, scores[i, j], self._last_score)
-        if self.model is not None and start < T:
-            keep = scored & clean & (scores < self.threshold)  # what is flagged is not learned
-            rows = x[keep]
-            if len(rows):
-                self._admit(rows[self._rng.random(len(rows)) < self._keep_p()])
-            if self.refit_ns is not None and int(times_ns[-1]) - self._fit_ns >= self.refit_ns:
-                self._fit(int(times_ns[-1]))
+            last = T - 1 - np.argmax(ok[:, ::-1], axis=1)
+            self._last = np.where(have[:, None], x[np.arange(n), last], self._last)
+        if self.model is None or start >= T:
+            return
+        learn = scored & clean & (smooth < self.threshold)  # what is flagged is not learned
+        new = x[learn]
+        if len(new):
+            self._admit(new[self._rng.random(len(new)) < self._keep_share()])
+        if self.refit_ns is not None and int(times_ns[-1]) - self._fit_ns >= self.refit_ns:
+            self._fit(int(times_ns[-1]))
 
     def _warm(self, x: np.ndarray, clean: np.ndarray) -> int:
-        """Collect training rows column by column; fit once enough columns are seen. Returns the first
-        column of this block to score."""
+        """Collect the clean rows of the first ``train_cols`` observed columns, then fit.
+        Returns the first column of this block to score (``n_cols`` while still warming up)."""
         obs = np.flatnonzero(clean.any(axis=0))
         take = obs[: self.train_cols - self._seen_cols]
         if len(take):
-            sub = clean[:, take]
-            self._admit(x[:, take][sub])
+            self._admit(x[:, take][clean[:, take]])
             self._seen_cols += len(take)
-        if self._seen_cols < self.train_cols or self._buf_n == 0:
+        if self._seen_cols < self.train_cols:
             return x.shape[1]
         self._fit(int(self._last_t))
         return int(take[-1]) + 1 if len(take) else 0
@@ -148,16 +163,14 @@ class KindMultivariate:
     def _admit(self, rows: np.ndarray) -> None:
         """Append rows to the ring buffer, overwriting the oldest."""
         rows = rows[-self.max_rows:]
-        k = len(rows)
-        idx = (self._buf_pos + np.arange(k)) % self.max_rows
+        idx = (self._buf_pos + np.arange(len(rows))) % self.max_rows
         self._buf[idx] = rows
-        self._buf_pos = (self._buf_pos + k) % self.max_rows
-        self._buf_n = min(self.max_rows, self._buf_n + k)
+        self._buf_pos = (self._buf_pos + len(rows)) % self.max_rows
+        self._buf_n = min(self.max_rows, self._buf_n + len(rows))
 
-    def _keep_p(self) -> float:
-        """Share of clean rows kept after warm-up, so the buffer spans about ``window_s``."""
-        step = self._step_s or 1.0
-        per_window = len(self.devices) * self.window_s / step
+    def _keep_share(self) -> float:
+        """Share of clean rows kept after warm-up, so that the buffer spans about ``window_s``."""
+        per_window = len(self.devices) * self.window_s / (self._step_s or 1.0)
         return min(1.0, self.max_rows / max(per_window, 1.0))
 
     def _learn_step(self, times_ns: np.ndarray) -> None:
@@ -167,12 +180,26 @@ class KindMultivariate:
             self._step_s = float(times_ns[0] - self._last_t) / 1e9
         self._last_t = int(times_ns[-1])
 
+    def _white(self, x: np.ndarray) -> np.ndarray:
+        return (x - self._mean) @ self._rot / self._sd
+
     def _fit(self, t_ns: int) -> None:
         train = self._buf[: self._buf_n]
-        self.model = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(train)
-        own = -self.model.score_samples(train)
+        if len(train) < 2:
+            return
+        self._mean = train.mean(axis=0)
+        _, s, vt = np.linalg.svd(train - self._mean, full_matrices=False)
+        self._rot = vt.T
+        self._sd = np.maximum(s / np.sqrt(len(train)), SD_FLOOR)
+        if len(self._sd) < len(self.fields):  # fewer rows than fields: keep the axes as they are
+            self._rot, self._sd = np.eye(len(self.fields)), np.ones(len(self.fields))
+        w = self._white(train)
+        self.model = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(w)
+        own = -self.model.score_samples(w)
         self.threshold = float(np.quantile(own, 1.0 - self.contamination) * self.margin)
         self.decider.threshold = self.threshold
+        if self.fits == 0:
+            self._ewma[:] = np.median(own)  # start every device at an ordinary score
         self._median = np.median(train, axis=0)
         self._fit_ns = t_ns
         self.fits += 1
@@ -205,7 +232,8 @@ class KindMultivariate:
         return out
 
 
-def _first(lim, a: str, b: str, default: float) -> float:
+def _mark(lim, a: str, b: str, default: float) -> float:
+    """Mark ``a`` of a field's limits, else mark ``b``, else ``default``."""
     if lim is None:
         return default
     v = getattr(lim, a)

@@ -41,8 +41,9 @@ def test_bad_setting_stops_the_start_with_the_variable_named():
 def test_demo_on_the_embedded_default(tmp_path):
     """The main job: in-process broker (no server installed), collector, SQLite, simulator with faults."""
     summary = tmp_path / "summary.json"
-    r = run("demo", "--duration", "6", "--broker", "amqtt", "--store-path", str(tmp_path / "demo.sqlite"),
-            "--summary-json", str(summary), timeout=90)
+    r = run("demo", "--duration", "12", "--broker", "amqtt", "--store-path", str(tmp_path / "demo.sqlite"),
+            "--fault", "uplink_cut:y_ty:60", "--fault", "clock_skew:cocleu-cam-1", "--fault", "malformed:0.01",
+            "--summary-json", str(summary), timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     s = json.loads(summary.read_text())
     assert s["all_accounted_for"] is True
@@ -52,3 +53,8 @@ def test_demo_on_the_embedded_default(tmp_path):
     assert s["quarantined_by_reason"].get("bad_timestamp", 0) > 0  # the camera with the wrong clock
     assert s["devices_seen"] > 150  # loudspeakers report only in their broadcast windows
     assert "quarantined" in r.stdout and "stored" in r.stdout  # live progress was shown
+    # the detector ran on simulated time: Y Tý's cut uplink is one incident, its devices unreachable
+    cut = [i for i in s["incidents"] if i["kind"] == "uplink_down"]
+    assert [(i["site"], i["device"]) for i in cut] == [("y_ty", "yty-router")], s["incidents"]
+    assert "yty-ups" in cut[0]["unreachable"]
+    assert not any(i["site"] == "y_ty" and i["kind"] == "silence" for i in s["incidents"])
