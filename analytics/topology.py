@@ -60,7 +60,6 @@ class Topology:
         Every condition's key is ``silence:<root>``: a router that falls silent a
         little before the devices behind it is one incident that grows, not two.
         """
-        reg = self.registry
         on_battery = on_battery or {}
         roots: dict[str, list[str]] = defaultdict(list)
         for d in silent:

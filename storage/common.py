@@ -38,6 +38,26 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+
+
+class ReadsThroughReader:
+    """The read half of a store that writes one way and reads through ``self.reader``."""
+
+    reader: Reader
+
+    def query(self, device: str, field: str, start_ns: int, end_ns: int,
+              window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
+        return self.reader.query(device, field, start_ns, end_ns, window_s, agg)
+
+    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None):
+        return self.reader.frame(kind, start_ns, end_ns, devices)
+
+    def last_seen(self) -> dict[str, int]:
+        return self.reader.last_seen()
+
+    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
+        return self.reader.quarantined(start_ns, end_ns, limit)
+
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 

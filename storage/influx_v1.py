@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .base import Frame, Point, Rejected, StoreError, Value
-from .common import float_fields, http_error, safe_url, unreachable
+from .base import Point, Rejected, StoreError
+from .common import ReadsThroughReader, float_fields, http_error, safe_url, unreachable
 from .frame import MAX_ROWS, check_max_rows
 from .influxql import InfluxQLReader, error_text, ident, literal
 from .line_protocol import Encoder, incident_event_lines
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
 
 
-class InfluxV1Store:
+class InfluxV1Store(ReadsThroughReader):
     """InfluxDB 1.x: telemetry and quarantine in one database (see the module docstring)."""
 
     def __init__(self, url: str, database: str, registry: Registry, username: str | None = None,
@@ -124,19 +124,6 @@ class InfluxV1Store:
                     self._db_ready = False  # dropped behind our back: create it again on the retry
                     err.retryable = True
                 raise err
-
-    def query(self, device: str, field: str, start_ns: int, end_ns: int,
-              window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
-        return self.reader.query(device, field, start_ns, end_ns, window_s, agg)
-
-    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
-        return self.reader.frame(kind, start_ns, end_ns, devices)
-
-    def last_seen(self) -> dict[str, int]:
-        return self.reader.last_seen()
-
-    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
-        return self.reader.quarantined(start_ns, end_ns, limit)
 
     def close(self) -> None:
         self._client.close()

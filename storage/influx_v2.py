@@ -29,8 +29,8 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from .base import Frame, Point, Rejected, StoreError, Value
-from .common import Reader, float_fields, http_error, safe_url, unreachable
+from .base import Point, Rejected, StoreError
+from .common import Reader, ReadsThroughReader, float_fields, http_error, safe_url, unreachable
 from .frame import MAX_ROWS, check_max_rows
 from .influxql import InfluxQLReader
 from .line_protocol import Encoder, incident_event_lines
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
 
 
-class InfluxV2Store:
+class InfluxV2Store(ReadsThroughReader):
     """InfluxDB 2.x/3.x (or any server taking ``/api/v2/write``) behind the Store contract.
 
     ``reader`` (default: InfluxQL on this server's ``/query``) answers the
@@ -100,19 +100,6 @@ class InfluxV2Store:
                 raise err from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise unreachable(exc, doing, self.where) from exc
-
-    def query(self, device: str, field: str, start_ns: int, end_ns: int,
-              window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
-        return self.reader.query(device, field, start_ns, end_ns, window_s, agg)
-
-    def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
-        return self.reader.frame(kind, start_ns, end_ns, devices)
-
-    def last_seen(self) -> dict[str, int]:
-        return self.reader.last_seen()
-
-    def quarantined(self, start_ns: int, end_ns: int, limit: int = 1000) -> list[Rejected]:
-        return self.reader.quarantined(start_ns, end_ns, limit)
 
     def close(self) -> None:
         try:
