@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
 
 from analytics.incidents import IncidentStore
 from analytics.service import DetectionService
