@@ -15,6 +15,11 @@ damping:
 * silence incidents resolve only when the device is heard from again: the
   condition is "no report since T", so a vanished series cannot look healthy.
 
+Operators act on incidents through the API: acknowledge, assign, resolve (an
+incident resolved by hand while its condition persists is reopened by the next
+detection cycle, as a flap would be), and comment.  The detector records a
+heartbeat every cycle, so the API can tell how far behind it is.
+
 SQL is plain (parameters, a partial unique index, no SQLite-only functions), so
 PostgreSQL can take over; the connection factory is the one place to change.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +70,22 @@ CREATE TABLE IF NOT EXISTS incident_events (
     event TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS incident_comments (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    ts_ns BIGINT NOT NULL,
+    author TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS detector_heartbeat (
+    name TEXT PRIMARY KEY,
+    ts_ns BIGINT NOT NULL,
+    beats BIGINT NOT NULL
+);
 """
+
+# Columns added after the first release: created on older files by ALTER TABLE (portable SQL).
+ADDED_COLUMNS = (("assignee", "TEXT"), ("resolved_by", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -102,10 +123,25 @@ class Incident:
     acknowledged_by: str | None
     evidence: dict
     members: tuple[tuple[str, str], ...] = ()
+    assignee: str | None = None
+    resolved_by: str | None = None  # who resolved it by hand; None when the detector saw it clear
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    incident_id: int
+    ts_ns: int
+    author: str
+    body: str
+
+
+class IncidentStateError(ValueError):
+    """An operator action that the incident's current status does not allow (resolving a resolved one...)."""
 
 
 _COLS = ("id, key, kind, severity, status, title, cause, site, district, device, started_ns, last_active_ns, "
-         "resolved_ns, acknowledged_by, evidence")
+         "resolved_ns, acknowledged_by, evidence, assignee, resolved_by")
 
 
 class IncidentStore:
@@ -115,25 +151,33 @@ class IncidentStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.clear_hold_ns = int(clear_hold_s * 1e9)
         self.reopen_ns = int(reopen_s * 1e9)
-        self._lock = threading.Lock()
+        # Re-entrant: reconcile() reads while it holds the lock. Reads take it too, because the API shares
+        # this one connection between request threads and must not read inside another thread's transaction.
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        have = {d[0] for d in self._db.execute("SELECT * FROM incidents LIMIT 0").description}
+        for name, sql_type in ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
         self._db.close()
 
     # --- reading --------------------------------------------------------------------------------
 
-    def _rows(self, where: str, args: tuple) -> list[Incident]:
-        rows = self._db.execute(f"SELECT {_COLS} FROM incidents WHERE {where} ORDER BY started_ns, id", args).fetchall()
-        out = []
-        for r in rows:
-            members = tuple(self._db.execute("SELECT device, role FROM incident_devices WHERE incident_id = ? ORDER BY device",
-                                             (r[0],)).fetchall())
-            out.append(Incident(*r[:14], json.loads(r[14]), members))
+    def _rows(self, where: str, args: tuple, tail: str = "", order: str = "started_ns, id") -> list[Incident]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLS} FROM incidents WHERE {where} ORDER BY {order}{tail}",
+                                    args).fetchall()
+            out = []
+            for r in rows:
+                members = tuple(self._db.execute(
+                    "SELECT device, role FROM incident_devices WHERE incident_id = ? ORDER BY device", (r[0],)).fetchall())
+                out.append(Incident(*r[:14], json.loads(r[14]), members, assignee=r[15], resolved_by=r[16]))
         return out
 
     def open_incidents(self) -> list[Incident]:
@@ -152,7 +196,46 @@ class IncidentStore:
         args: tuple = ()
         if incident_id is not None:
             q, args = q + " WHERE incident_id = ?", (incident_id,)
-        return self._db.execute(q + " ORDER BY id", args).fetchall()
+        with self._lock:
+            return self._db.execute(q + " ORDER BY id", args).fetchall()
+
+    def find(self, *, status: str | None = None, kind: str | None = None, severity: str | None = None,
+             site: str | None = None, district: str | None = None, since_ns: int | None = None,
+             limit: int = 100, offset: int = 0) -> tuple[list[Incident], int]:
+        """Incidents matching every filter given, newest first, and how many match in all.
+
+        ``status`` is one of STATUSES or ``active`` (open or acknowledged); ``since_ns``
+        keeps the incidents active at any time since then (still active, or resolved after it).
+        """
+        where, args = ["1 = 1"], []
+        if status == "active":
+            where.append("status <> 'resolved'")
+        elif status is not None:
+            where.append("status = ?")
+            args.append(status)
+        for col, value in (("kind", kind), ("severity", severity), ("site", site), ("district", district)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
+        if since_ns is not None:
+            where.append("(resolved_ns IS NULL OR resolved_ns >= ?)")
+            args.append(since_ns)
+        cond = " AND ".join(where)
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM incidents WHERE {cond}", tuple(args)).fetchone()[0]
+            return self._rows(cond, (*args, limit, offset), " LIMIT ? OFFSET ?", "started_ns DESC, id DESC"), total
+
+    def comments(self, incident_id: int) -> list[Comment]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, incident_id, ts_ns, author, body FROM incident_comments "
+                                    "WHERE incident_id = ? ORDER BY id", (incident_id,)).fetchall()
+        return [Comment(*r) for r in rows]
+
+    def last_heartbeat(self, name: str = "detector") -> tuple[int, int] | None:
+        """(wall time ns of the last beat, beats so far) of ``name``, or None if it never beat."""
+        with self._lock:
+            row = self._db.execute("SELECT ts_ns, beats FROM detector_heartbeat WHERE name = ?", (name,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     # --- operator actions -----------------------------------------------------------------------
 
@@ -161,8 +244,45 @@ class IncidentStore:
             cur = self._db.execute("UPDATE incidents SET status = 'acknowledged', acknowledged_by = ? "
                                    "WHERE id = ? AND status = 'open'", (who, incident_id))
             if cur.rowcount != 1:
-                raise ValueError(f"incident {incident_id} is not open (already acknowledged, resolved, or unknown)")
+                raise IncidentStateError(
+                    f"incident {incident_id} is not open (already acknowledged, resolved, or unknown)")
             self._event(incident_id, now_ns, "acknowledged", f"{who}: {comment}".strip(": "))
+
+    def assign(self, incident_id: int, assignee: str, who: str, now_ns: int) -> None:
+        """Hand an open or acknowledged incident to ``assignee`` (reassigning is allowed)."""
+        with self._lock, self._tx():
+            cur = self._db.execute("UPDATE incidents SET assignee = ? WHERE id = ? AND status <> 'resolved'",
+                                   (assignee, incident_id))
+            if cur.rowcount != 1:
+                raise IncidentStateError(f"incident {incident_id} is resolved or unknown: nothing to assign")
+            self._event(incident_id, now_ns, "assigned", f"{who}: assigned to {assignee}")
+
+    def resolve(self, incident_id: int, who: str, now_ns: int, comment: str = "") -> None:
+        """Resolve by hand. If the condition persists, the detector reopens it (see the module docstring)."""
+        with self._lock, self._tx():
+            cur = self._db.execute("UPDATE incidents SET status = 'resolved', resolved_ns = ?, resolved_by = ? "
+                                   "WHERE id = ? AND status <> 'resolved'", (now_ns, who, incident_id))
+            if cur.rowcount != 1:
+                raise IncidentStateError(f"incident {incident_id} is already resolved, or unknown")
+            self._event(incident_id, now_ns, "resolved", f"by {who}: {comment}".rstrip(": "))
+
+    def comment(self, incident_id: int, author: str, body: str, now_ns: int) -> Comment:
+        with self._lock, self._tx():
+            if self._db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone() is None:
+                raise IncidentStateError(f"incident {incident_id} does not exist")
+            cur = self._db.execute("INSERT INTO incident_comments (incident_id, ts_ns, author, body) VALUES (?, ?, ?, ?)",
+                                   (incident_id, now_ns, author, body))
+            comment_id = cur.lastrowid
+        return Comment(comment_id, incident_id, now_ns, author, body)
+
+    def heartbeat(self, name: str = "detector", now_ns: int | None = None) -> None:
+        """Record that ``name`` finished a cycle, by the wall clock (even when it detects on simulated
+        time), so the API's detector-lag metric measures real staleness."""
+        ts = time.time_ns() if now_ns is None else now_ns
+        with self._lock, self._tx():
+            self._db.execute("INSERT INTO detector_heartbeat (name, ts_ns, beats) VALUES (?, ?, 1) "
+                             "ON CONFLICT (name) DO UPDATE SET ts_ns = excluded.ts_ns, "
+                             "beats = detector_heartbeat.beats + 1", (name, ts))
 
     # --- the detector's side --------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class KindMultivariate:
 
     def __init__(self, profile: Profile, devices: list[str], fields: list[str] | None = None,
                  train_cols: int = 360, contamination: float = 0.001, seed: int = 0, margin: float = 1.0,
-                 min_cols: int = 4, alpha: float = 0.3, max_train_rows: int = 20_000,
+                 min_cols: int = 4, alpha: float = 0.3, gap: float = 2.0, max_train_rows: int = 20_000,
                  refit_s: float | None = 3600.0, window_s: float = 86400.0, n_estimators: int = 100):
         self.profile = profile
         self.devices = list(devices)
@@ -87,7 +87,7 @@ class KindMultivariate:
         self._hi_mark = np.array([_mark(s.limits, "warn_above", "crit_above", np.inf) for s in spec])
         self._lo_mark = np.array([_mark(s.limits, "warn_below", "crit_below", -np.inf) for s in spec])
         self.train_cols, self.contamination, self.seed, self.margin = train_cols, contamination, seed, margin
-        self.alpha, self.n_estimators, self.window_s = alpha, n_estimators, window_s
+        self.alpha, self.gap, self.n_estimators, self.window_s = alpha, gap, n_estimators, window_s
         self.max_rows, self.refit_ns = max_train_rows, None if refit_s is None else int(refit_s * 1e9)
         n, nf = len(self.devices), len(self.fields)
         self.decider = Decider(n, np.inf, min_cols)  # threshold set when the forest is fitted
@@ -102,6 +102,8 @@ class KindMultivariate:
         self._step_s: float | None = None
         self._rng = np.random.default_rng(seed)
         self._mean, self._rot, self._sd = np.zeros(nf), np.eye(nf), np.ones(nf)  # whitening
+        self._edge_lo, self._edge_hi = np.full(nf, -np.inf), np.full(nf, np.inf)  # training edges, whitened
+        self._ordinary = 0.5  # median training score
         self._median = np.zeros(nf)  # training medians (range units), for the evidence
         self._ewma = np.zeros(n)  # smoothed anomaly score per device
         self._last = np.full((n, nf), np.nan)  # last complete row per device (range units)
@@ -126,7 +128,13 @@ class KindMultivariate:
         scored[:, :start] = False
         rows = np.zeros((n, T))
         if scored.any():
-            rows[scored] = -self.model.score_samples(self._white(x[scored]))  # the one scoring call of this update
+            w = self._white(x[scored])
+            r = -self.model.score_samples(w)  # the one scoring call of this update
+            # A forest scores every point beyond its training data like the most extreme training point,
+            # however far beyond. Just past the edge is the fleet wandering (a quieter hour than the
+            # training one): score it as ordinary, so it is learned at the next refit instead of flagged.
+            past = np.maximum(np.maximum(w - self._edge_hi, self._edge_lo - w), 0.0).max(axis=1)
+            rows[scored] = np.where((past > 0) & (past < self.gap), np.minimum(r, self._ordinary), r)
         smooth = np.zeros((n, T))  # 0 during warm-up: a run cannot start before the model exists
         e = self._ewma
         for j in range(start, T):  # the EWMA is sequential in time, vectorized over devices
@@ -196,10 +204,13 @@ class KindMultivariate:
         w = self._white(train)
         self.model = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(w)
         own = -self.model.score_samples(w)
+        self._edge_lo = np.quantile(w, self.contamination, axis=0)
+        self._edge_hi = np.quantile(w, 1.0 - self.contamination, axis=0)
+        self._ordinary = float(np.median(own))
         self.threshold = float(np.quantile(own, 1.0 - self.contamination) * self.margin)
         self.decider.threshold = self.threshold
         if self.fits == 0:
-            self._ewma[:] = np.median(own)  # start every device at an ordinary score
+            self._ewma[:] = self._ordinary  # start every device at an ordinary score
         self._median = np.median(train, axis=0)
         self._fit_ns = t_ns
         self.fits += 1

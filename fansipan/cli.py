@@ -53,20 +53,23 @@ def cmd_profiles_check(args) -> int:
 
 def cmd_collect(args) -> int:
     from ingest.collector import Collector
+    from ingest.spool import Spool
     from storage.factory import open_store
 
     settings = Settings.from_env(mqtt_share_group=args.share_group, mqtt_client_id=args.client_id)
     registry = load_registry(settings.profiles_path())
     store = open_store(settings, registry)
-    collector = Collector(settings, registry, store, heartbeat_file=args.heartbeat_file)
+    spool = Spool(settings.spool_path, settings.spool_max_mb * 1024 * 1024) if settings.spool_path else None
+    collector = Collector(settings, registry, store, heartbeat_file=args.heartbeat_file, spool=spool)
     stop = _stop_event()
     collector.start()
     log.info("collector %s: store %s, batches of up to %d messages or %d ms; subscriptions: %s",
              settings.mqtt_client_id, settings.store, settings.batch_size, settings.batch_ms, ", ".join(collector.subscriptions()))
     while not stop.wait(30):
         s = collector.stats.snapshot()
-        log.info("stored %d readings, quarantined %d %s, %d pending, %s",
+        log.info("stored %d readings, quarantined %d %s, %d pending, spool %s, %s",
                  s["readings_stored"], s["quarantined"], s["quarantined_by_reason"] or "", s["pending_messages"],
+                 f"{s['spool'].get('batches', 0)} batches" if spool else "off",
                  "connected" if s["connected"] else "NOT CONNECTED")
     collector.stop()
     store.close()

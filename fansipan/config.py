@@ -44,6 +44,8 @@ class Settings:
     influx_org: str = ""
     influx_bucket: str = "fansipan"
     batch_size: int = 5000
+    spool_path: str = "var/spool.sqlite"  # empty: no spool (the broker holds what the store cannot take)
+    spool_max_mb: int = 1024
     batch_ms: int = 200
     profiles_dir: str = str(DEFAULT_DIR)
     incidents_path: str = "var/incidents.sqlite"
@@ -96,6 +98,8 @@ class Settings:
         if not 1 <= self.batch_size <= 65_000:
             # paho and MQTT packet ids cap unacknowledged QoS 1 messages at 65,535.
             raise bad("BATCH_SIZE", f"{self.batch_size}: expected 1..65000")
+        if self.spool_path and not 1 <= self.spool_max_mb <= 1_000_000:
+            raise bad("SPOOL_MAX_MB", f"{self.spool_max_mb}: expected 1..1000000 megabytes")
         if not 1 <= self.detect_every_s <= 3600:
             raise bad("DETECT_EVERY_S", f"{self.detect_every_s}: expected 1..3600 seconds")
         if not 1 <= self.batch_ms <= 60_000:

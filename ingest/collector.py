@@ -21,7 +21,6 @@ writer thread decodes, validates, writes and acknowledges.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import Counter
@@ -37,6 +36,8 @@ from device_profiles import Registry
 from fansipan.config import Settings
 from storage.base import Rejected, Store, StoreError
 
+from .delivery import backoff_s, deliver
+from .spool import Spool, SpoolFull
 from .validate import Validator
 
 log = logging.getLogger("fansipan.collector")
@@ -59,6 +60,8 @@ class CollectorStats:
     pending: int = 0
     connected: bool = False
     last_error: str = ""
+    spool: dict = field(default_factory=dict)
+    spool_alarm: int = 0  # 0 fine, 1 half full, 2 80 % full, 3 full (backpressure)
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -74,6 +77,7 @@ class CollectorStats:
                 "pending_messages": self.pending,
                 "connected": self.connected,
                 "last_error": self.last_error,
+                "spool": dict(self.spool),
             }
 
 
@@ -89,7 +93,8 @@ class _Msg:
 
 
 class Collector:
-    def __init__(self, settings: Settings, registry: Registry, store: Store, heartbeat_file: str | None = None):
+    def __init__(self, settings: Settings, registry: Registry, store: Store, heartbeat_file: str | None = None,
+                 spool: Spool | None = None):
         self.settings = settings
         self.registry = registry
         self.store = store
@@ -102,6 +107,9 @@ class Collector:
         self._gen = 0
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
+        self.spool = spool
+        self._spooled = threading.Event()
+        self._forwarder: threading.Thread | None = None
         self._client = self._make_client()
 
     # --- MQTT -----------------------------------------------------------------------------------
@@ -188,6 +196,12 @@ class Collector:
             self._client.connect_async(host, port, keepalive=30)
         self._writer = threading.Thread(target=self._write_loop, name="fansipan-writer", daemon=True)
         self._writer.start()
+        if self.spool is not None:
+            if len(self.spool):
+                log.warning("spool %s holds %d batches from before: replaying them to the store first",
+                            self.spool.path, len(self.spool))
+            self._forwarder = threading.Thread(target=self._forward_loop, name="fansipan-forwarder", daemon=True)
+            self._forwarder.start()
         self._client.loop_start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -197,6 +211,9 @@ class Collector:
             self._cond.notify_all()
         if self._writer is not None:
             self._writer.join(timeout)
+        if self._forwarder is not None:
+            self._spooled.set()
+            self._forwarder.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -249,51 +266,111 @@ class Collector:
                 p, r = [], [Rejected(m.arrived_ns, m.topic, "decode_error", f"internal error: {exc!r}", bytes(m.payload[:4096]))]
             points.extend(p)
             rejected.extend(r)
-        if not self._write_with_retry(points, rejected):
-            self._write_isolating(batch)
+        refused = self._accept(points, rejected)
         self._ack(batch)
         with self.stats.lock:
             st = self.stats
             st.messages += len(batch)
-            st.readings_stored += len(points)
+            st.readings_stored += len(points) - refused
             for p in points:
                 st.per_kind[p.kind] += 1
                 st.devices.add(p.device)
             for r in rejected:
                 st.rejected[r.reason] += 1
+            if refused:
+                st.rejected["store_rejected"] += refused
 
-    def _write_with_retry(self, points, rejected) -> bool:
-        """True when written; False when the store refused the batch as invalid. Retries transient failures."""
-        delay = 0.5
+    def _failed(self, exc: StoreError) -> None:
+        with self.stats.lock:
+            self.stats.write_failures += 1
+            self.stats.last_error = str(exc)
+
+    def _accept(self, points, rejected) -> int:
+        """Make the batch durable (in the store, or in the spool); returns the points the store refused.
+
+        Without a spool: retry until the store takes it (the messages stay
+        unacknowledged meanwhile). With one: straight to the store while the
+        spool is empty (nothing older waits), else into the spool, in order;
+        a full spool means waiting, not acknowledging: backpressure.
+        """
+        attempt = 0
         while True:
+            if self.spool is None or len(self.spool) == 0:
+                try:
+                    refused = deliver(self.store, points, rejected)
+                    with self.stats.lock:
+                        self.stats.writes += 1
+                    return refused
+                except StoreError as exc:
+                    self._failed(exc)
+                    if self.spool is None:
+                        self._wait_or_give_up(attempt, exc, "messages stay unacknowledged")
+                        attempt += 1
+                        continue
+                    log.warning("store write failed (%s): spooling the batch to %s", exc, self.spool.path)
             try:
-                self.store.write(points, rejected)
-                with self.stats.lock:
-                    self.stats.writes += 1
-                return True
-            except StoreError as exc:
-                with self.stats.lock:
-                    self.stats.write_failures += 1
-                    self.stats.last_error = str(exc)
-                if not exc.retryable:
-                    log.error("store refused a batch of %d readings: %s; isolating the bad messages", len(points), exc)
-                    return False
-                if self._stopping.is_set() and delay > 8:
-                    log.error("stopping with a batch not written (%s); it stays unacknowledged and the broker will redeliver it", exc)
-                    raise _GiveUp from None
-                log.warning("store write failed (%s); retrying in %.1f s, messages stay unacknowledged", exc, delay)
-                time.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 30.0)
+                self.spool.put(points, rejected)
+                self._spooled.set()
+                self._spool_alarm()
+                return 0
+            except SpoolFull as exc:
+                self._spool_alarm(str(exc))
+                self._wait_or_give_up(attempt, None, "backpressure: messages stay unacknowledged at the broker")
+                attempt += 1
 
-    def _write_isolating(self, batch: list[_Msg]) -> None:
-        """Write message by message; a message the store refuses goes to the quarantine whole."""
-        for m in batch:
-            points, rejected = self.validator.message(m.topic, m.payload, m.arrived_ns)
-            if self._write_with_retry(points, rejected):
+    def _wait_or_give_up(self, attempt: int, exc: StoreError | None, what: str) -> None:
+        if self._stopping.is_set() and attempt >= 3:
+            log.error("stopping with a batch neither stored nor spooled; it stays unacknowledged and the broker "
+                      "will redeliver it")
+            raise _GiveUp
+        wait = backoff_s(attempt, exc)
+        log.warning("%s; retrying in %.1f s (%s)", exc or "spool full", wait, what)
+        self._stopping.wait(wait)
+
+    def _forward_loop(self) -> None:
+        """Replay the spool into the store, oldest batch first, until it is empty; then wait for more."""
+        attempt = 0
+        while not (self._stopping.is_set() and (len(self.spool) == 0 or attempt > 3)):
+            item = self.spool.oldest()
+            if item is None:
+                self._spooled.wait(1.0)
+                self._spooled.clear()
                 continue
-            why = self.stats.last_error
-            bad = Rejected(m.arrived_ns, m.topic, "store_rejected", why[:500], bytes(m.payload[:4096]))
-            self._write_with_retry([], [bad])
+            batch_id, points, rejected = item
+            try:
+                refused = deliver(self.store, points, rejected)
+            except StoreError as exc:
+                self._failed(exc)
+                wait = backoff_s(attempt, exc)
+                attempt += 1
+                log.warning("spool replay: store still failing (%s); next try in %.1f s", exc, wait)
+                self._stopping.wait(wait)
+                continue
+            self.spool.delete(batch_id)
+            attempt = 0
+            with self.stats.lock:
+                self.stats.writes += 1
+                if refused:
+                    self.stats.rejected["store_rejected"] += refused
+                    self.stats.readings_stored -= refused
+            if len(self.spool) == 0:
+                log.info("spool replayed: the store has every accepted reading again")
+            self._spool_alarm()
+
+    def _spool_alarm(self, full: str = "") -> None:
+        """Warn as the spool fills (50 %, 80 %), loudly when full; say when it has drained."""
+        st = self.spool.stats()
+        level = 3 if full else 2 if st["fill"] >= 0.8 else 1 if st["fill"] >= 0.5 else 0
+        with self.stats.lock:
+            self.stats.spool = st
+            previous, self.stats.spool_alarm = self.stats.spool_alarm, level
+        if level > previous:
+            msg = (f"spool {self.spool.path} is {st['fill']:.0%} full ({st['batches']} batches, {st['readings']:,} readings, "
+                   f"oldest {st['oldest_age_s']:.0f} s): the store ({self.store!r}) is not taking writes")
+            if level == 3:
+                log.error("%s. SPOOL FULL: no longer acknowledging MQTT messages; the broker holds them (%s)", msg, full)
+            else:
+                log.warning(msg)
 
     def _ack(self, batch: list[_Msg]) -> None:
         gen = self._gen

@@ -87,11 +87,15 @@ class StoreError(Exception):
 
     ``retryable`` tells the caller whether trying again later can succeed (the
     server is down, overloaded, timed out) or not (the request itself is wrong).
+    ``status`` is the HTTP status when there was one (413: split the batch and
+    resend); ``retry_after_s`` what the server asked to wait (Retry-After).
     """
 
-    def __init__(self, message: str, *, retryable: bool):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after_s: float | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class QueryError(ValueError):

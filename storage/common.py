@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .base import AGGREGATES, QueryError, Rejected, StoreError, Value
@@ -144,13 +146,26 @@ _HINTS = {
 }
 
 
-def http_error(status: int, detail: str, doing: str, where: str) -> StoreError:
-    """A StoreError for an HTTP answer: 408/429/5xx are retryable, other 4xx are not."""
+def http_error(status: int, detail: str, doing: str, where: str, retry_after: str | None = None) -> StoreError:
+    """A StoreError for an HTTP answer: 408/429/5xx are retryable, other 4xx are not (413: split and resend)."""
     retryable = status in (408, 429) or status >= 500 or status == 0
     hint = "the server is unavailable or overloaded: retry later" if retryable else _HINTS.get(status, "")
     detail = " ".join(str(detail).split())[:500] or "(no error text)"
     return StoreError(f"{where}: cannot {doing}: HTTP {status}: {detail}" + (f" ({hint})" if hint else ""),
-                      retryable=retryable)
+                      retryable=retryable, status=status or None, retry_after_s=parse_retry_after(retry_after))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 def unreachable(exc: BaseException, doing: str, where: str) -> StoreError:

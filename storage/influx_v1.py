@@ -119,7 +119,8 @@ class InfluxV1Store(ReadsThroughReader):
                 raise unreachable(exc, f"write {len(lines)} lines", self.where) from exc
             if resp.status_code != 204:
                 text = error_text(resp)
-                err = http_error(resp.status_code, text, f"write {len(lines)} lines", self.where)
+                err = http_error(resp.status_code, text, f"write {len(lines)} lines", self.where,
+                                 retry_after=resp.headers.get("Retry-After"))
                 if resp.status_code == 404 and "database not found" in text and self._create:
                     self._db_ready = False  # dropped behind our back: create it again on the retry
                     err.retryable = True

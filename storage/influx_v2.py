@@ -93,7 +93,8 @@ class InfluxV2Store(ReadsThroughReader):
             except ApiException as exc:
                 status = exc.status or 0
                 detail = exc.message if getattr(exc, "message", None) else (exc.body or exc.reason or "")
-                err = http_error(status, str(detail), doing, self.where)
+                headers = getattr(exc, "headers", None) or {}
+                err = http_error(status, str(detail), doing, self.where, retry_after=headers.get("Retry-After"))
                 if status == 404:
                     err.args = (err.args[0] + "; an InfluxDB 1.x server has no /api/v2/write before 1.8: "
                                 "use InfluxV1Store for it",)
