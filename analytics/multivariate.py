@@ -73,8 +73,8 @@ class KindMultivariate:
     """
 
     def __init__(self, profile: Profile, devices: list[str], fields: list[str] | None = None,
-                 train_cols: int = 360, contamination: float = 0.001, seed: int = 0, margin: float = 1.0,
-                 min_cols: int = 4, alpha: float = 0.3, gap: float = 2.0, max_train_rows: int = 20_000,
+                 train_cols: int = 360, contamination: float = 0.001, seed: int = 0, margin: float = 0.97,
+                 min_cols: int = 6, alpha: float = 0.15, gap: float = 2.0, max_train_rows: int = 20_000,
                  refit_s: float | None = 3600.0, window_s: float = 86400.0, n_estimators: int = 100):
         self.profile = profile
         self.devices = list(devices)
