@@ -63,6 +63,11 @@ def cmd_collect(args) -> int:
     collector = Collector(settings, registry, store, heartbeat_file=args.heartbeat_file, spool=spool)
     stop = _stop_event()
     collector.start()
+    if args.metrics_port:
+        from ingest.metrics import serve_metrics
+
+        serve_metrics(collector, args.metrics_port, args.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
     log.info("collector %s: store %s, batches of up to %d messages or %d ms; subscriptions: %s",
              settings.mqtt_client_id, settings.store, settings.batch_size, settings.batch_ms, ", ".join(collector.subscriptions()))
     while not stop.wait(30):
@@ -151,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--share-group", help="subscribe as $share/GROUP/... so several collectors split the stream")
     col.add_argument("--client-id", help="MQTT client id; stable across restarts (the broker keeps its session)")
     col.add_argument("--heartbeat-file", help="touch this file every few seconds (container health checks)")
+    col.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    col.add_argument("--metrics-host", default="127.0.0.1", help="address for the metrics server (0.0.0.0 in a container)")
     col.set_defaults(func=cmd_collect)
 
     det = sub.add_parser("detect", help="run the detector: silence, topology, limits, anomalies -> incidents")

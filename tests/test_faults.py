@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 
+import httpx
 import pytest
 
 import servers
@@ -58,11 +59,12 @@ def publish_in_background(port: int, wall_s: float, speed: float = 30, seed: int
     return sim, pub, t
 
 
-def start_collector_process(port: int, tmp_path, client_id: str) -> subprocess.Popen:
+def start_collector_process(port: int, tmp_path, client_id: str, metrics_port: int = 0) -> subprocess.Popen:
     env = {**os.environ, "FANSIPAN_MQTT_URL": f"mqtt://127.0.0.1:{port}", "FANSIPAN_MQTT_CLIENT_ID": client_id,
            "FANSIPAN_STORE": "sqlite", "FANSIPAN_SQLITE_PATH": str(tmp_path / "store.sqlite"),
            "FANSIPAN_SPOOL_PATH": str(tmp_path / "spool.sqlite"), "FANSIPAN_BATCH_MS": "100"}
-    return subprocess.Popen([sys.executable, "-m", "fansipan", "collect"], env=env,
+    extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
+    return subprocess.Popen([sys.executable, "-m", "fansipan", "collect", *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"collector-{time.time_ns()}.log", "w"))
 
 
@@ -76,11 +78,15 @@ def test_collector_killed_mid_stream_loses_nothing(mosquitto, tmp_path):
         proc.send_signal(signal.SIGKILL)  # mid-stream: batches in flight, nothing flushed politely
         proc.wait(10)
         time.sleep(2)  # the broker queues for the dead collector's session meanwhile
-        proc = start_collector_process(mosquitto.port, tmp_path, client_id)
+        metrics_port = servers.free_port()
+        proc = start_collector_process(mosquitto.port, tmp_path, client_id, metrics_port)
         publisher.join(60)
         assert pub.flush(timeout=60)
         want = sim.stats.published_readings
         wait_for(lambda: stored_readings(tmp_path / "store.sqlite") >= want, 60, f"{want} readings stored")
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'fansipan_collector_readings_stored_total{kind="commune_router"}' in metrics
+        assert "fansipan_collector_connected 1.0" in metrics and "fansipan_collector_spool_fill_ratio" in metrics
     finally:
         pub.close()
         proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,431 @@
+"""Hypothesis strategies for hostile input: MQTT topics, payloads, points, refusals, registries.
+
+Everything is built against the small test registry (tests/fixtures/registry):
+kind ``air_quality`` speaks JSON, kind ``server`` line protocol.  The strategies
+mix realistic input (so that the validator's deeper paths are reached: most
+cases get past the topic and the decoder) with the hostile kinds the issue names:
+random bytes, oversized payloads, deep nesting, NaN/Infinity/-0.0/huge numbers,
+control and bidirectional characters, emoji, lone surrogates, line-protocol
+metacharacters.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import orjson
+import yaml
+from hypothesis import strategies as st
+
+from ingest.validate import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_MESSAGE
+
+HERE = Path(__file__).resolve().parent
+REGISTRY_DIR = HERE.parent / "fixtures" / "registry"
+
+# The test registry, spelled out (tests/test_fuzz.py checks these against the loaded registry).
+SITES = ("lao_cai", "dc_laocai", "sa_pa", "ta_van")
+DEVICES = {"tv-aq-1": ("air_quality", "ta_van"), "dc-srv-01": ("server", "dc_laocai")}
+KINDS = ("air_quality", "server")
+FIELDS = {
+    "air_quality": ("pm25", "humidity", "samples", "heater_on"),
+    "server": ("cpu_pct", "procs", "healthy"),
+}
+
+ARRIVED_NS = 1764230400_000_000_000  # 2025-11-27T08:00:00Z
+
+# --- text -----------------------------------------------------------------------------------------
+
+#: Characters that break naive parsers, escapers, terminals or log viewers.
+HOSTILE_CHARS = (
+    "\x00", "\n", "\r", "\t", "\x0b", "\x1b", "\x7f", ",", " ", "=", '"', "'", "\\", "#", "/", "+", "{", "}",
+    "\u200f",  # RIGHT-TO-LEFT MARK
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u200d",  # ZERO WIDTH JOINER
+    "\ufeff",  # BOM / zero width no-break space
+    "\u0301",  # combining acute accent
+    "\u00a0",  # no-break space
+    "\u2028",  # line separator
+    "😀", "👩‍👩‍👧", "ỉ", "Lào Cai", "²", "١",
+)
+
+hostile_chars = st.sampled_from(HOSTILE_CHARS)
+
+#: Any Unicode text except lone surrogates (MQTT topics and UTF-8 payloads cannot hold them).
+any_text = st.text(max_size=40)
+
+#: Text made mostly of line-protocol metacharacters and odd Unicode, with some letters.
+hostile_text = st.one_of(
+    st.lists(st.one_of(hostile_chars, st.sampled_from("abc-_09")), min_size=1, max_size=12).map("".join),
+    any_text,
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=20),
+)
+
+ident = st.from_regex(r"[a-z][a-z0-9_-]{0,20}", fullmatch=True)
+
+#: Identifiers a device might put where an id belongs: registered ones, look-alikes, hostile text.
+device_ids = st.one_of(
+    st.sampled_from(sorted(DEVICES)),
+    st.sampled_from(["tv-aq-1 ", "TV-AQ-1", "tv-aq-1\x00", "tv\u200f-aq-1", "dc-srv-01,evil=1", "dc-srv-01\n", "", "+", "#"]),
+    ident,
+    hostile_text,
+)
+
+# --- topics ---------------------------------------------------------------------------------------
+
+
+@st.composite
+def topics(draw) -> str:
+    """Topics on the profile's shape ``laocai/{site}/{kind}/{device}``, with hostile levels now and then."""
+    shape = draw(st.integers(0, 9))
+    site = draw(st.one_of(st.sampled_from(SITES), hostile_text))
+    kind = draw(st.one_of(st.sampled_from(KINDS), st.sampled_from(KINDS), ident, hostile_text))
+    device = draw(device_ids)
+    if shape <= 5:  # right shape, registered device at its own site most of the time
+        dev = draw(st.sampled_from(sorted(DEVICES)))
+        k, s = DEVICES[dev]
+        return f"laocai/{s}/{k}/{dev}" if shape <= 3 else f"laocai/{site}/{k}/{device}"
+    if shape <= 7:
+        return f"laocai/{site}/{kind}/{device}"
+    return draw(st.one_of(any_text, st.lists(hostile_text, max_size=6).map("/".join)))
+
+
+# --- JSON -----------------------------------------------------------------------------------------
+
+EDGE_NUMBERS = (
+    0, -0.0, 0.0, 1, -1, 0.5, 1e-310, 5e-324, 1e308, -1e308, 1.7976931348623157e308,
+    2**31, 2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, 2**80, -(2**80), 10**30,
+    999.9999999, 1000, 1000.0000001, 100, 100.0000001, -0.0000001, 1e11, 1e14, 1e17, 1e19,
+)
+
+json_numbers = st.one_of(
+    st.sampled_from(EDGE_NUMBERS),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-10, 2000),
+)
+
+json_scalars = st.one_of(st.none(), st.booleans(), json_numbers, hostile_text)
+
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(hostile_text, inner, max_size=4)),
+    max_leaves=12,
+)
+
+#: Timestamps a device might send: seconds, ms, us, ns, RFC 3339 strings good and bad, junk.
+timestamps = st.one_of(
+    st.integers(946684800, 1764230400 + 86400),  # 2000 .. tomorrow, in seconds
+    st.integers(946684800_000, 1764230400_000 + 86400_000),
+    st.integers(946684800_000_000_000, 1764230400_000_000_000 + 86400_000_000_000),
+    st.floats(946684800, 1764230400 + 200),
+    json_numbers,
+    st.sampled_from([
+        "2025-11-27T15:00:00+07:00", "2025-11-27T08:00:00Z", "2025-11-27T08:00:00", "0001-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59-23:59", "2025-02-30T00:00:00Z", "2025-11-27T08:00:00.123456789Z", "", "now",
+        "2025-11-27T08:00:00+07:00\x00", "٢٠٢٥-11-27T08:00:00Z", "1764230400",
+    ]),
+    hostile_text,
+    json_values,
+)
+
+# Keys of a JSON reading: declared fields most of the time, meta keys, reserved and hostile names.
+json_keys = st.one_of(
+    st.sampled_from(FIELDS["air_quality"]),
+    st.sampled_from(FIELDS["air_quality"]),
+    st.sampled_from(FIELDS["server"]),
+    st.sampled_from(["_measurement", "_tag_device", "_tag_x", "arrived_ms", "time", "device", "ts", "", "pm25 ", "PM25", "pm25\x00"]),
+    hostile_text,
+)
+
+
+def _field_value_for(name: str):
+    if name in ("heater_on", "healthy"):
+        return st.one_of(st.booleans(), json_values)
+    return st.one_of(st.floats(-10, 1100), st.integers(-5, 1100), json_values)
+
+
+@st.composite
+def json_readings(draw) -> dict:
+    reading = {}
+    if draw(st.booleans()):
+        reading["ts"] = draw(timestamps)
+    if draw(st.integers(0, 4)) == 0:
+        reading["device"] = draw(st.one_of(device_ids, json_values))
+    for key in draw(st.lists(json_keys, max_size=6)):
+        reading[key] = draw(_field_value_for(key))
+    return reading
+
+
+def _dumps(doc) -> bytes:
+    try:
+        return orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError):  # ints beyond 64 bits: write them by hand
+        import json
+
+        return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _nest(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+#: Literal JSON texts orjson refuses or reads surprisingly (1e400 is infinity, huge ints become floats).
+JSON_SNIPPETS = (
+    b"NaN", b"-NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1e-400", b"-0.0", b"-0",
+    str(2**80).encode(), str(-(2**80)).encode(), b"1" * 400, b"0." + b"0" * 400 + b"1",
+    b'"\\ud800"', b'"\\udfff\\ud800"', b'"\\u0000"', b'"\xed\xa0\x80"', b'"\xff"', b"true", b"null",
+    b'"\\u200f\\u202e"', b"01", b"1.", b".5", b"+1", b"0x10", b"[]", b"{}",
+)
+
+
+@st.composite
+def json_texts(draw) -> bytes:
+    """JSON text with a literal snippet or a deep nesting spliced in where a value belongs."""
+    field = draw(st.sampled_from(["pm25", "humidity", "samples", "heater_on", "ts", "device", "_measurement", "\\ud800"]))
+    choice = draw(st.integers(0, 4))
+    if choice == 0:
+        value = draw(st.sampled_from(JSON_SNIPPETS))
+    elif choice <= 2:  # deep nesting around orjson's limit (1024) and Python's recursion limit (1000)
+        depth = draw(st.one_of(st.integers(1, 1100), st.sampled_from([900, 990, 1000, 1020, 1023, 1024, 1025, 3000])))
+        inner = draw(st.sampled_from([b"1", b"{}", b'{"a":1}', b"NaN"]))
+        value = _nest(depth, inner) if draw(st.booleans()) else (b'{"a":' * depth + inner + b"}" * depth)
+    else:
+        value = _dumps(draw(json_values))
+    doc = b'{"' + field.encode() + b'":' + value + b"}"
+    if draw(st.booleans()):
+        doc = b'{"ts":1764230390,' + doc[1:]
+    if draw(st.integers(0, 3)) == 0:
+        doc = b"[" + doc + b"]"
+    return doc
+
+
+# --- line protocol --------------------------------------------------------------------------------
+
+LP_NUMBERS = (
+    "1", "41.5", "-0.0", "0", "100", "100.0000001", "-1", "1e400", "-1e400", "nan", "NaN", "inf", "-inf", "Infinity",
+    "1_0", " 1", "1e", "0x10", "١٢", "²", "--5", "+5", "1.5e3", "5e-324", "1" * 400, str(2**80),
+)
+LP_INTS = ("1i", "-1i", "0i", "312i", "100001i", "--5i", "²i", "١i", "1u", "-1u", "9223372036854775808i", "i", "-i")
+LP_STRINGS = ('"x"', '"high"', '"a\\"b"', '"\\\\"', '""', '"un', '"a b,c=d"', '"é\x00"', '"1"')
+LP_TIMESTAMPS = (
+    "1764230390000000000", "1764230390", "0", "-1", "--5", "²", "١٧٦٤٢٣٠٣٩٠٠٠٠٠٠٠٠٠٠", "17642303900000000000",
+    "9223372036854775807", "9223372036854775808", "-9223372036854775809", "1.5", "1e18", "",
+)
+
+
+def _lp_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+lp_field_names = st.one_of(
+    st.sampled_from(FIELDS["server"]), st.sampled_from(FIELDS["server"]), st.sampled_from(FIELDS["air_quality"]),
+    st.sampled_from(["_measurement", "_tag_device", "device", "arrived_ms"]), hostile_text.map(_lp_escape), hostile_text,
+)
+
+lp_values = st.one_of(
+    st.sampled_from(LP_NUMBERS), st.sampled_from(LP_INTS), st.sampled_from(LP_STRINGS),
+    st.sampled_from(["t", "true", "F", "false", "TRUE", "yes"]),
+    st.floats(-10, 110).map(repr), st.integers(-10, 100_010).map(lambda i: f"{i}i"),
+    st.integers(-(2**80), 2**80).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(300, 5000).map(lambda n: "9" * n),  # up to and past Python's 4300-digit int() limit
+    st.integers(300, 5000).map(lambda n: "9" * n + "i"),
+    hostile_text,
+)
+
+lp_timestamps = st.one_of(
+    st.sampled_from(LP_TIMESTAMPS),
+    st.integers(946684800_000_000_000, 1764230400_000_000_000 + 10**12).map(str),
+    st.integers(-(2**70), 2**70).map(str),
+    st.integers(300, 5000).map(lambda n: "9" * n),
+    hostile_text,
+)
+
+
+@st.composite
+def lp_lines(draw) -> str:
+    measurement = draw(st.one_of(st.just("server"), st.just("server"), st.sampled_from(["air_quality", "cpu", "server\\ x", "#server"]), hostile_text))
+    tags = draw(st.lists(st.tuples(st.one_of(st.just("device"), hostile_text), st.one_of(device_ids, hostile_text)), max_size=3))
+    fields = draw(st.lists(st.tuples(lp_field_names, lp_values), min_size=0, max_size=4))
+    line = measurement + "".join(f",{k}={v}" for k, v in tags)
+    line += " " + ",".join(f"{k}={v}" for k, v in fields)
+    if draw(st.booleans()):
+        line += " " + draw(lp_timestamps)
+    return line
+
+
+@st.composite
+def lp_payloads(draw) -> bytes:
+    kind = draw(st.integers(0, 9))
+    if kind <= 6:
+        lines = draw(st.lists(lp_lines(), min_size=1, max_size=5))
+        sep = draw(st.sampled_from(["\n", "\r\n", "\n\n", "\n# comment\n", "\r"]))
+        text = sep.join(lines) + draw(st.sampled_from(["", "\n", " ", "\x00"]))
+        return text.encode("utf-8")
+    if kind == 7:
+        return draw(st.binary(max_size=200))
+    if kind == 8:
+        return draw(any_text).encode("utf-8")
+    return draw(st.sampled_from([b"", b"\n", b"#", b"server", b"server ", b"server cpu_pct=1 \xff\xfe", b"\xef\xbb\xbfserver cpu_pct=1"]))
+
+
+# --- payloads for the whole validator -------------------------------------------------------------
+
+
+@st.composite
+def oversized(draw) -> bytes:
+    """Payloads over the size limit: the validator must refuse them whole, keeping 4096 bytes."""
+    n = MAX_PAYLOAD_BYTES + draw(st.one_of(st.integers(1, 16), st.integers(1, 2 * MAX_PAYLOAD_BYTES)))
+    chunk = draw(st.sampled_from([b"9", b'{"pm25":1},', b"[", b"\xff", "😀".encode(), b"server cpu_pct=1\n"]))
+    return (chunk * (n // len(chunk) + 1))[:n]
+
+
+def too_many_readings() -> bytes:
+    return b"[" + b",".join([b'{"pm25":1}'] * (MAX_READINGS_PER_MESSAGE + 1)) + b"]"
+
+
+@st.composite
+def json_payloads(draw) -> bytes:
+    kind = draw(st.integers(0, 19))
+    if kind <= 9:
+        readings = draw(st.lists(json_readings(), min_size=1, max_size=4))
+        return _dumps(readings[0] if len(readings) == 1 and draw(st.booleans()) else readings)
+    if kind <= 13:
+        return draw(json_texts())
+    if kind <= 15:  # a good payload, cut or with a byte changed
+        good = _dumps(draw(json_readings()))
+        i = draw(st.integers(0, len(good)))
+        return good[:i] if draw(st.booleans()) else good[:i] + draw(st.binary(min_size=1, max_size=3)) + good[i + 1 :]
+    if kind == 16:
+        return draw(st.binary(max_size=300))
+    if kind == 17:
+        return _dumps(draw(json_values))
+    if kind == 18:
+        return too_many_readings()
+    return draw(st.sampled_from([b"", b"null", b"[]", b"[[]]", b"42", b'"x"', b"\xef\xbb\xbf{}", b"{}", b'{"ts":1764230390}']))
+
+
+#: (topic, payload) for the whole Validator.message path.
+messages = st.one_of(
+    st.tuples(topics(), json_payloads()),
+    st.tuples(topics(), lp_payloads()),
+    st.tuples(topics(), oversized()),
+    st.tuples(topics(), st.binary(max_size=300)),
+)
+
+arrival_times = st.one_of(st.just(ARRIVED_NS), st.integers(946684800_000_000_000, 4102444800_000_000_000))
+
+
+# --- cardinality attack ---------------------------------------------------------------------------
+
+
+@st.composite
+def cardinality_messages(draw) -> tuple[str, bytes]:
+    """A message on a valid topic shape with random device ids, tag values and field names."""
+    kind = draw(st.sampled_from(KINDS))
+    site = draw(st.one_of(st.sampled_from(SITES), ident, hostile_text))
+    device = draw(st.one_of(ident, hostile_text, st.sampled_from(sorted(DEVICES))))
+    topic = f"laocai/{site}/{kind}/{device}"
+    names = draw(st.lists(st.one_of(st.sampled_from(FIELDS[kind]), ident, hostile_text), min_size=1, max_size=4))
+    if kind == "air_quality":
+        doc = {n: draw(st.floats(0, 100)) for n in names}
+        if draw(st.booleans()):
+            doc["device"] = draw(st.one_of(st.just(device), ident, hostile_text))
+        return topic, _dumps(doc)
+    tags = draw(st.lists(st.tuples(st.one_of(st.just("device"), ident), st.one_of(st.just(device), ident, hostile_text)), max_size=3))
+    line = "server" + "".join(f",{_lp_escape(k)}={_lp_escape(v)}" for k, v in tags if k and v)
+    line += " " + ",".join(f"{_lp_escape(n)}={draw(st.floats(0, 100))!r}" for n in names if n)
+    return topic, line.encode("utf-8")
+
+
+# --- encoder input --------------------------------------------------------------------------------
+
+#: Tag values with every line-protocol metacharacter (a newline and a trailing backslash must be refused).
+tag_values = st.one_of(
+    st.lists(st.one_of(hostile_chars, st.sampled_from(list("ab,= \\\"\n"))), min_size=1, max_size=10).map("".join),
+    st.sampled_from(sorted(DEVICES) + list(SITES) + ["a\\ b", "a\\,b", "a\\=b", "a\\\\", "\\", "a\\", "\\n", "x\ny", "#x", " x", "x "]),
+    any_text.filter(bool),
+)
+
+finite_values = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**63), 2**63 - 1), st.booleans())
+
+
+@st.composite
+def hostile_points(draw):
+    from storage.base import Point
+
+    kind = draw(st.sampled_from(KINDS))
+    names = draw(st.lists(st.sampled_from(FIELDS[kind]), min_size=1, max_size=4, unique=True))
+    return Point(
+        kind, draw(tag_values), draw(tag_values), draw(st.one_of(st.just(""), tag_values)),
+        draw(st.integers(-(2**63), 2**63 - 1)), {n: draw(finite_values) for n in names},
+        draw(st.integers(0, 2**63 - 1)),
+    )
+
+
+@st.composite
+def hostile_rejects(draw):
+    from ingest.validate import REASONS
+    from storage.base import Rejected
+
+    text = st.one_of(hostile_text, tag_values, st.text(max_size=300))
+    return Rejected(
+        draw(st.integers(0, 2**62)), draw(text), draw(st.one_of(st.sampled_from(REASONS), hostile_text)), draw(text),
+        draw(st.one_of(st.binary(max_size=300), text.map(lambda s: s.encode("utf-8")), st.binary(min_size=4000, max_size=5000))),
+        draw(st.one_of(st.just(""), st.sampled_from(KINDS), hostile_text)), draw(st.one_of(st.just(""), text)),
+    )
+
+
+# --- profile loader -------------------------------------------------------------------------------
+
+REGISTRY_FILES = ("kinds/air_quality.yaml", "kinds/server.yaml", "sites.yaml")
+
+#: YAML scalars written as raw text: PyYAML turns some into dates, times, NaN, huge ints...
+YAML_SCALARS = (
+    "~", "null", "yes", "no", "on", "off", "true", "0", "-1", "0x1F", "0o17", "1_000", "1e400", "-1e400", ".nan", ".NaN",
+    ".inf", "-.inf", "1e-400", "2001-02-03", "2001-02-30", "2001-13-01", "2001-02-03 25:00:00", "2001-02-03T04:05:06Z",
+    "2001-02-03t04:05:06.1+07:00", "11:00", "190:20:30", "12:60", '"11:00"', "'11:99'", '""', "''", "[]", "{}",
+    "[a, b]", "{a: 1}", "!!binary aGVsbG8=", "!!binary x", "!!str 1", "!!int x", "!!float x", "!!timestamp x",
+    "!!python/object:os.system x", "&a 1", "*nope", str(2**80), "-" + str(2**80), "1" * 400, "😀", "\"\\u200f\"",
+    '"\\0"', '"\\ud800"', "|\n  block", ">-\n  folded", "? complex", "%", "@reserved", "`tick", "a: b: c", "- x",
+    "laocai/{site}/server/{device}", "laocai/+/server/{device}", "{device}", "dc-srv-01", "ta_van", "server",
+    "air_quality", "json", "line_protocol", "district", "province", "float", "int", "bool",
+)
+
+
+def registry_docs() -> dict[str, object]:
+    """The test registry's files, parsed (the starting point every mutation copies)."""
+    return {f: yaml.safe_load((REGISTRY_DIR / f).read_text(encoding="utf-8")) for f in REGISTRY_FILES}
+
+
+def registry_texts() -> dict[str, str]:
+    return {f: (REGISTRY_DIR / f).read_text(encoding="utf-8") for f in REGISTRY_FILES}
+
+
+#: One mutation: (file, operation, where (an index into the file's nodes, wrapped), argument).
+mutations = st.tuples(
+    st.sampled_from(REGISTRY_FILES),
+    st.sampled_from([
+        "rename", "rename", "retype", "retype", "delete", "delete", "scalar", "scalar", "scalar", "duplicate",
+        "dup_id", "site_cycle", "device_cycle", "dangling", "swap_kind",
+    ]),
+    st.integers(0, 10_000),
+    st.one_of(ident, hostile_text, st.sampled_from(YAML_SCALARS), st.integers(-5, 5)),
+)
+
+#: Damage to a whole file's text after the structured mutations.
+text_damage = st.one_of(
+    st.just(None), st.just(None), st.just(None),
+    st.tuples(st.sampled_from(REGISTRY_FILES), st.sampled_from([
+        "truncate", "insert_bytes", "cp1258", "utf16", "empty", "delete_file", "deep_nesting", "tab_indent", "bom",
+        "alias_bomb", "null_byte", "not_a_mapping",
+    ]), st.integers(0, 10_000), st.binary(min_size=1, max_size=8)),
+)
+
+
+def yaml_scalar_token(i: int) -> str:
+    return f"ZZSCALAR{i}ZZ"
+
+
+__all__ = [n for n in dir() if not n.startswith("_")] + ["_lp_escape", "_dumps"]
+_ = string  # keep the import for ad-hoc use in a debugger
