@@ -55,11 +55,13 @@ def parse_time(name: str, raw: str | None, now_ns: int, default_ns: int) -> int:
     return ns
 
 
-def parse_range(start: str | None, end: str | None, now_ns: int, default_span_s: int = 3600) -> tuple[int, int]:
-    end_ns = parse_time("end", end, now_ns, now_ns)
-    start_ns = parse_time("start", start, now_ns, end_ns - default_span_s * NS)
+def parse_range(start: str | None, end: str | None, now_ns: int, default_span_s: int = 3600,
+                names: tuple[str, str] = ("start", "end")) -> tuple[int, int]:
+    """[start, end) in epoch ns; end defaults to now, start to ``default_span_s`` before end."""
+    end_ns = parse_time(names[1], end, now_ns, now_ns)
+    start_ns = parse_time(names[0], start, now_ns, end_ns - default_span_s * NS)
     if start_ns >= end_ns:
-        raise bad_parameter("start", f"start ({iso(start_ns)}) must be before end ({iso(end_ns)})")
+        raise bad_parameter(names[0], f"{names[0]} ({iso(start_ns)}) must be before {names[1]} ({iso(end_ns)})")
     return start_ns, end_ns
 
 

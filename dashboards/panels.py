@@ -142,9 +142,13 @@ def bool_states(title: str, kind: str, field: str, conds: tuple[str, ...], on: s
 
 def stat_panel(title: str, targets: list, unit: str | None = None, thresholds=None, w: int = 6, h: int = 5,
                description: str | None = None, api: bool = False, calc: str = "lastNotNull",
-               time_from: str | None = None) -> stat.Panel:
+               time_from: str | None = None, fields: str | None = None) -> stat.Panel:
+    """A big number.  ``fields`` (a regex) picks the field to reduce; default: every numeric field."""
+    reduce = cb.ReduceDataOptions().calcs([calc]).values(False)
+    if fields:
+        reduce.fields(fields)
     p = (stat.Panel().title(title).datasource(api_ref() if api else influx_ref()).targets(targets)
-         .reduce_options(cb.ReduceDataOptions().calcs([calc]).values(False))
+         .reduce_options(reduce)
          .color_mode(common.BigValueColorMode.BACKGROUND).graph_mode(common.BigValueGraphMode.NONE))
     if unit:
         p.unit(unit)
@@ -178,8 +182,10 @@ def gauges(title: str, targets: list, unit: str | None = None, thresholds=None, 
     return _size(p, w, h, description)
 
 
-def api_table(title: str, targets: list, w: int = 12, h: int = 8, description: str | None = None) -> table.Panel:
-    p = table.Panel().title(title).datasource(api_ref()).targets(targets).show_header(True).filterable(True)
+def table_panel(title: str, targets: list, w: int = 12, h: int = 8, description: str | None = None,
+                api: bool = True) -> table.Panel:
+    p = (table.Panel().title(title).datasource(api_ref() if api else influx_ref()).targets(targets)
+         .show_header(True).filterable(True))
     return _size(p, w, h, description)
 
 

@@ -78,6 +78,7 @@ class CollectorStats:
                 "connected": self.connected,
                 "last_error": self.last_error,
                 "spool": dict(self.spool),
+                "spool_alarm": self.spool_alarm,
             }
 
 

@@ -266,8 +266,13 @@ def production_broker_limits() -> list[str]:
 
 
 def start_mosquitto(tmpdir: Path | str, port: int | None = None, persistence: bool = True,
-                    extra_conf: str = "") -> Server:
+                    extra_conf: str = "", anonymous: bool = True) -> Server:
     """Mosquitto 2.x (Debian package ``mosquitto``) on 127.0.0.1, anonymous, with the production queue limits.
+
+    ``anonymous=False`` writes ``allow_anonymous false``: give ``password_file``
+    (and ``acl_file``) in ``extra_conf``.  Lines of ``extra_conf`` that are
+    listener options (cafile, certfile, ...) apply to the listener on ``port``
+    unless ``extra_conf`` opens another ``listener`` first.
 
     Started as root, mosquitto drops to user ``mosquitto``, so its persistence
     directory is handed to that user.  If that user cannot even reach the
@@ -293,7 +298,7 @@ def start_mosquitto(tmpdir: Path | str, port: int | None = None, persistence: bo
     conf.write_text(
         "\n".join([
             f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {data}/",
             *production_broker_limits(),

@@ -145,7 +145,7 @@ class SwitchableStore:
 
 def test_spool_full_means_backpressure_not_loss(mosquitto, tmp_path, caplog):
     store = SwitchableStore(SQLiteStore(tmp_path / "s.sqlite", REGISTRY))
-    spool = Spool(tmp_path / "spool.sqlite", max_bytes=200_000)  # fills in seconds
+    spool = Spool(tmp_path / "spool.sqlite", max_bytes=100_000)  # fills in seconds
     settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}", mqtt_client_id=f"full-{uuid.uuid4().hex[:6]}",
                         batch_size=200, batch_ms=100)
     collector = Collector(settings, REGISTRY, store, spool=spool)
@@ -159,7 +159,7 @@ def test_spool_full_means_backpressure_not_loss(mosquitto, tmp_path, caplog):
         assert pub.flush(60)
         pub.close()
         want = sim.stats.published_readings
-        wait_for(lambda: collector.stats.snapshot()["spool"].get("fill", 0) > 0.9, 30, "the spool filled up")
+        wait_for(lambda: collector.stats.snapshot()["spool_alarm"] == 3, 60, "the spool filled up")
         time.sleep(1)
         held_back = want - collector.stats.snapshot()["readings_stored"]
         assert held_back > 0, "past the spool's size, messages must stay unacknowledged at the broker"

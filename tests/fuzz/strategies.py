@@ -146,7 +146,30 @@ def _field_value_for(name: str):
 
 
 @st.composite
+def valid_json_readings(draw) -> dict:
+    """Readings that should be stored: declared fields, values in range, a recent time or none."""
+    names = draw(st.lists(st.sampled_from(FIELDS["air_quality"]), min_size=1, unique=True))
+    values = {
+        "pm25": st.floats(0, 1000), "humidity": st.one_of(st.floats(0, 100), st.integers(0, 100)),
+        "samples": st.one_of(st.integers(0, 1000), st.integers(0, 1000).map(float)), "heater_on": st.booleans(),
+    }
+    reading = {n: draw(values[n]) for n in names}
+    ts = draw(st.one_of(st.none(), st.integers(1764230400 - 86400, 1764230400), st.floats(1764230400 - 86400, 1764230400 + 100),
+                        st.integers(1764230400_000 - 86400_000, 1764230400_000), st.just("2025-11-27T15:00:00+07:00")))
+    if ts is not None:
+        reading["ts"] = ts
+    if draw(st.booleans()):
+        reading["device"] = "tv-aq-1"
+    return reading
+
+
+@st.composite
 def json_readings(draw) -> dict:
+    if draw(st.booleans()):
+        reading = draw(valid_json_readings())
+        if draw(st.booleans()):  # one thing wrong
+            reading[draw(json_keys)] = draw(st.one_of(json_values, st.sampled_from(EDGE_NUMBERS)))
+        return reading
     reading = {}
     if draw(st.booleans()):
         reading["ts"] = draw(timestamps)
@@ -243,7 +266,23 @@ lp_timestamps = st.one_of(
 
 
 @st.composite
+def valid_lp_lines(draw) -> str:
+    specs = {
+        "cpu_pct": st.one_of(st.floats(0, 100).map(repr), st.integers(0, 100).map(str), st.integers(0, 100).map(lambda i: f"{i}i")),
+        "procs": st.one_of(st.integers(0, 100_000).map(lambda i: f"{i}i"), st.integers(0, 100_000).map(str)),
+        "healthy": st.sampled_from(["t", "true", "True", "f", "false", "F"]),
+    }
+    names = draw(st.lists(st.sampled_from(FIELDS["server"]), min_size=1, unique=True))
+    line = "server" + draw(st.sampled_from(["", ",device=dc-srv-01"]))
+    line += " " + ",".join(f"{n}={draw(specs[n])}" for n in names)
+    ts = draw(st.one_of(st.none(), st.integers(1764230400_000_000_000 - 86400 * 10**9, 1764230400_000_000_000 + 10**11)))
+    return line if ts is None else f"{line} {ts}"
+
+
+@st.composite
 def lp_lines(draw) -> str:
+    if draw(st.booleans()):
+        return draw(valid_lp_lines())
     measurement = draw(st.one_of(st.just("server"), st.just("server"), st.sampled_from(["air_quality", "cpu", "server\\ x", "#server"]), hostile_text))
     tags = draw(st.lists(st.tuples(st.one_of(st.just("device"), hostile_text), st.one_of(device_ids, hostile_text)), max_size=3))
     fields = draw(st.lists(st.tuples(lp_field_names, lp_values), min_size=0, max_size=4))
@@ -305,10 +344,15 @@ def json_payloads(draw) -> bytes:
     return draw(st.sampled_from([b"", b"null", b"[]", b"[[]]", b"42", b'"x"', b"\xef\xbb\xbf{}", b"{}", b'{"ts":1764230390}']))
 
 
-#: (topic, payload) for the whole Validator.message path.
+AQ_TOPIC = "laocai/ta_van/air_quality/tv-aq-1"
+SERVER_TOPIC = "laocai/dc_laocai/server/dc-srv-01"
+
+#: (topic, payload) for the whole Validator.message path: mostly a registered device's topic
+#: with a payload in its format (so decoding and checking are reached), then everything else.
 messages = st.one_of(
-    st.tuples(topics(), json_payloads()),
-    st.tuples(topics(), lp_payloads()),
+    st.tuples(st.just(AQ_TOPIC), json_payloads()),
+    st.tuples(st.just(SERVER_TOPIC), lp_payloads()),
+    st.tuples(topics(), st.one_of(json_payloads(), lp_payloads())),
     st.tuples(topics(), oversized()),
     st.tuples(topics(), st.binary(max_size=300)),
 )
@@ -427,5 +471,182 @@ def yaml_scalar_token(i: int) -> str:
     return f"ZZSCALAR{i}ZZ"
 
 
-__all__ = [n for n in dir() if not n.startswith("_")] + ["_lp_escape", "_dumps"]
-_ = string  # keep the import for ad-hoc use in a debugger
+
+# --- registry mutation engine ---------------------------------------------------------------------
+
+
+def _nodes(doc) -> list[tuple[object, object]]:
+    """Every (container, key) in the document, depth first: the places a mutation can hit."""
+    out = []
+    todo = [doc]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            for k in list(node):
+                out.append((node, k))
+                todo.append(node[k])
+        elif isinstance(node, list):
+            for i in range(len(node)):
+                out.append((node, i))
+                todo.append(node[i])
+    return out
+
+
+def _retype(value, arg):
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list):
+        return {f"k{i}": v for i, v in enumerate(value)} if value else "[]"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return [value] if isinstance(arg, int) and arg % 2 else str(value)
+    if isinstance(value, str):
+        return {value: value} if isinstance(arg, int) and arg % 2 else len(value)
+    return arg
+
+
+def _sites(docs) -> list[dict]:
+    sites = docs.get("sites.yaml")
+    if isinstance(sites, dict) and isinstance(sites.get("sites"), list):
+        return [s for s in sites["sites"] if isinstance(s, dict)]
+    return []
+
+
+def _devices(docs) -> list[dict]:
+    return [d for s in _sites(docs) if isinstance(s.get("devices"), list) for d in s["devices"] if isinstance(d, dict)]
+
+
+def apply_mutations(docs: dict[str, object], muts, scalars: dict[str, str]) -> None:
+    """Apply structured mutations in place; raw YAML scalars are left as tokens in ``scalars``."""
+    import copy
+
+    for fname, op, where, arg in muts:
+        doc = docs[fname]
+        nodes = _nodes(doc)
+        sites, devices = _sites(docs), _devices(docs)
+        if op == "site_cycle" and sites:
+            a, b = sites[where % len(sites)], sites[(where // 7) % len(sites)]
+            a["parent"] = b.get("id")
+            continue
+        if op == "device_cycle" and len(devices) >= 1:
+            a, b = devices[where % len(devices)], devices[(where // 7) % len(devices)]
+            a["uplink" if where % 2 else "power"] = b.get("id")
+            b["power" if where % 3 else "uplink"] = a.get("id")
+            continue
+        if op == "dup_id" and devices and sites:
+            pool = devices if where % 2 else sites
+            pool[where % len(pool)]["id"] = pool[(where // 5) % len(pool)].get("id")
+            continue
+        if op == "dangling" and (devices or sites):
+            target = (devices + sites)[where % (len(devices) + len(sites))]
+            target[("parent", "uplink", "power", "kind")[where % 4]] = str(arg) if not isinstance(arg, int) else "ghost"
+            continue
+        if op == "swap_kind" and devices:
+            devices[where % len(devices)]["kind"] = ("server", "air_quality", "toaster", "Server")[where % 4]
+            continue
+        if not nodes:
+            docs[fname] = arg if op != "scalar" else doc
+            continue
+        parent, key = nodes[where % len(nodes)]
+        if op == "rename" and isinstance(parent, dict):
+            new = arg if not isinstance(arg, str) or arg not in parent else arg + "_"
+            parent[new] = parent.pop(key)
+        elif op == "delete":
+            del parent[key]
+        elif op == "duplicate" and isinstance(parent, list):
+            parent.append(copy.deepcopy(parent[key]))
+        elif op == "scalar":
+            token = yaml_scalar_token(len(scalars))
+            scalars[token] = arg if isinstance(arg, str) else str(arg)
+            parent[key] = token
+        else:  # retype, or rename/duplicate where they do not apply
+            parent[key] = _retype(parent[key], arg)
+
+
+def render(docs: dict[str, object], scalars: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for fname, doc in docs.items():
+        text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, default_flow_style=None, width=1_000_000)
+        for token, raw in scalars.items():
+            text = text.replace(token, raw)
+        out[fname] = text
+    return out
+
+
+def write_registry(directory: Path, texts: dict[str, str], damage) -> None:
+    """Write the files under ``directory`` (kinds/ and sites.yaml), then damage one whole file."""
+    (directory / "kinds").mkdir(parents=True, exist_ok=True)
+    data = {f: t.encode("utf-8") for f, t in texts.items()}
+    if damage is not None:
+        fname, how, where, blob = damage
+        b = data[fname]
+        i = where % (len(b) + 1)
+        if how == "truncate":
+            b = b[:i]
+        elif how == "insert_bytes":
+            b = b[:i] + blob + b[i:]
+        elif how == "cp1258":  # saved by a Windows editor in the Vietnamese code page
+            b = texts[fname].encode("cp1258", errors="replace")
+        elif how == "utf16":
+            b = texts[fname].encode("utf-16")
+        elif how == "empty":
+            b = b""
+        elif how == "delete_file":
+            b = None
+        elif how == "deep_nesting":
+            depth = 50 + where % 3000
+            b = b + b"\nzz_deep: " + b"[" * depth + b"]" * depth + b"\n"
+        elif how == "tab_indent":
+            b = b.replace(b"  ", b"\t")
+        elif how == "bom":
+            b = b"\xef\xbb\xbf" + b
+        elif how == "alias_bomb":
+            b = b + b"\nzz_a: &a [x, x, x, x, x, x, x, x]\nzz_b: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nzz_c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nzz_r: &r [*r]\n"
+        elif how == "null_byte":
+            b = b[:i] + b"\x00" + b[i:]
+        elif how == "not_a_mapping":
+            b = b"- " + b.replace(b"\n", b"\n  ")
+        data[fname] = b
+    for fname, b in data.items():
+        if b is not None:
+            (directory / fname).write_bytes(b)
+
+
+# --- a plain seeded corpus for the 10,000-message cardinality attack ------------------------------
+
+
+def cardinality_corpus(n: int, seed: int = 20251127) -> list[tuple[str, bytes]]:
+    """``n`` messages on valid topic shapes with random device ids, site ids, tag values and field names."""
+    import json
+    import random
+
+    rnd = random.Random(seed)
+    alphabet = string.ascii_letters + string.digits + "_-.:" + "".join(HOSTILE_CHARS)
+
+    def word(lo: int = 1, hi: int = 12) -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(lo, hi)))
+
+    def lp(s: str) -> str:
+        return _lp_escape(s).replace("\n", "").replace("\r", "")
+
+    out = []
+    for i in range(n):
+        kind = KINDS[i % 2]
+        registered = rnd.random() < 0.1
+        device = rnd.choice(sorted(DEVICES)) if registered else f"{kind[:2]}-{rnd.getrandbits(32):08x}" if i % 3 else word()
+        site = DEVICES[device][1] if registered and rnd.random() < 0.8 else rnd.choice(SITES) if i % 2 else word()
+        names = [rnd.choice(FIELDS[kind]) if rnd.random() < 0.5 else word() for _ in range(rnd.randint(1, 3))]
+        if kind == "air_quality":
+            doc = {name: round(rnd.uniform(0, 100), 2) for name in names}
+            if rnd.random() < 0.3:
+                doc["device"] = device if rnd.random() < 0.5 else word()
+            payload = json.dumps(doc, ensure_ascii=False).encode()
+        else:
+            tags = [("device", device if rnd.random() < 0.5 else word())] if rnd.random() < 0.5 else []
+            tags += [(word(), word()) for _ in range(rnd.randint(0, 2))]
+            line = "server" + "".join(f",{lp(k)}={lp(v)}" for k, v in tags if lp(k) and lp(v))
+            line += " " + ",".join(f"{lp(n) or 'x'}={rnd.uniform(0, 100)!r}" for n in names)
+            payload = line.encode()
+        out.append((f"laocai/{site}/{kind}/{device}", payload))
+    return out

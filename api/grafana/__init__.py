@@ -1,0 +1,1 @@
+"""The Grafana JSON data source: request/response models, the catalogue (metrics, variables, tags), /query."""
