@@ -74,8 +74,15 @@ _DESCRIPTIONS = {
 }
 
 
-def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries in the error shape for the given status codes (422 replaces FastAPI's own)."""
+def responses(*codes: int, html_route: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries in the error shape for the given status codes (422 replaces FastAPI's own).
+
+    ``html_route``: the route answers HTML, but its errors are JSON all the same; FastAPI would file a
+    ``model`` under the route's own media type, so the schema is referenced explicitly.
+    """
+    if html_route:
+        ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        return {c: {"description": _DESCRIPTIONS[c], "content": ref} for c in codes}
     return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS[c]} for c in codes}
 
 

@@ -4,8 +4,10 @@ Computed once per request from two cheap reads (``store.last_seen()`` and the
 open incidents), so every route, the Grafana tables and the status page tell
 the same story as the detector:
 
-* device: ``unreachable (inferred)`` when an open incident lists it so (its
-  uplink or power feed is down: we cannot know its own state); ``unknown`` when
+* device: ``unreachable (inferred)`` when an open incident lists it so, or
+  when an uplink or power feed it depends on is the root of an open
+  uplink/power incident (its own state cannot be known; the detector leaves
+  out devices outside their duty-cycle windows); ``unknown`` when
   never heard from; ``silent`` when it missed its reporting contract (the
   detector's own rule: 3 reports, duty cycles counted) or an open silence
   incident is rooted at it; ``ok`` otherwise;
@@ -53,6 +55,7 @@ class LiveStatus:
         self.site_devices: dict[str, list[str]] = defaultdict(list)
         for d in sorted(registry.devices.values(), key=lambda d: d.id):
             self.site_devices[d.site].append(d.id)
+        self.ancestors = {d: frozenset(registry.ancestors(d)) for d in registry.devices}
         self.children: dict[str, list[str]] = defaultdict(list)
         for s in registry.sites.values():
             if s.parent:
@@ -83,8 +86,9 @@ class LiveStatus:
                 ids.setdefault(dev, []).append(inc.id)
                 if role == UNREACHABLE:
                     unreachable.add(dev)
+        outage_roots = {i.device for i in snap.open if i.kind in OUTAGE_KINDS and i.device}
         for dev in self.registry.devices:
-            if dev in unreachable:
+            if dev in unreachable or not outage_roots.isdisjoint(self.ancestors[dev]):
                 snap.device[dev] = UNREACHABLE
             elif dev not in snap.last_seen:
                 snap.device[dev] = "unknown"

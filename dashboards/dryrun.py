@@ -78,9 +78,11 @@ class Runner:
             return [row[1] for s in result.get("series", []) for row in s["values"]]
         raise ValueError(f"variable {var['name']!r}: unknown data source type {ds!r}")
 
-    def resolve(self, board: dict, rng: macros.TimeRange, prefer: Mapping[str, str]) -> tuple[dict, list[Outcome]]:
-        """Each variable in board order: its options from its query, then the preferred value
-        (``"$__all"``: every option, as Grafana sends All) or the first option."""
+    def resolve(self, board: dict, rng: macros.TimeRange,
+                prefer: Mapping[str, str | list[str]]) -> tuple[dict, list[Outcome]]:
+        """Each variable in board order: its options from its query, then the first preferred choice the
+        variable offers (``"$__all"``, offered by variables with All, stands for every option, as Grafana
+        sends All), or its first option when no preference is given."""
         values: dict[str, macros.Value] = {}
         outcomes = []
         for var in board.get("templating", {}).get("list", []):
@@ -91,18 +93,16 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - reported, the run goes on
                 out.problems.append(str(exc))
                 opts = []
-            want = prefer.get(var["name"])
+            wants = prefer.get(var["name"], [])
+            wants = [wants] if isinstance(wants, str) else list(wants)
+            usable = [w for w in wants if (w == "$__all" and var.get("includeAll")) or w in opts]
             if not opts:
                 out.problems.append("no options")
-            elif want == "$__all":
-                if not var.get("includeAll"):
-                    out.problems.append("All asked for, but the variable has no All option")
-                values[var["name"]] = list(opts)
-            elif want is not None and want not in opts:
-                out.problems.append(f"{want!r} is not among the options {opts[:20]}")
-            else:
-                values[var["name"]] = want if want is not None else opts[0]
-            values.setdefault(var["name"], opts[0] if opts else "")
+            elif wants and not usable:
+                out.problems.append(f"none of {wants} is offered (All: {bool(var.get('includeAll'))}; "
+                                    f"options {opts[:20]})")
+            choice = usable[0] if usable else (opts[0] if opts else "")
+            values[var["name"]] = list(opts) if choice == "$__all" else choice
             outcomes.append(out)
         return values, outcomes
 
@@ -131,15 +131,20 @@ class Runner:
             out.problems.append(str(exc))
         return out
 
-    def run_board(self, board: dict, rng: macros.TimeRange, prefer: Mapping[str, str]) -> list[Outcome]:
+    def run_board(self, board: dict, rng: macros.TimeRange,
+                  prefer: Mapping[str, str | list[str]]) -> list[Outcome]:
         values, outcomes = self.resolve(board, rng, prefer)
         for panel in board.get("panels", []):
             for target in panel.get("targets", []):
                 outcomes.append(self.run_target(panel, target, values, rng))
         for i, anno in enumerate(board.get("annotations", {}).get("list", [])):
-            fake = {"id": f"annotation {i}", "title": anno["name"], "type": "annotations", "datasource": anno["datasource"]}
-            outcomes.append(self.run_target(fake, anno["target"], values, rng))
+            outcomes.append(self.run_target(annotation_panel(anno, i), anno["target"], values, rng))
         return outcomes
+
+
+def annotation_panel(anno: dict, index: int = 0) -> dict:
+    """An annotation seen as a panel of type "annotations", so that it runs and is checked like one."""
+    return {"id": f"annotation {index}", "title": anno["name"], "type": "annotations", "datasource": anno["datasource"]}
 
 
 # ---------------------------------------------------------------- shape checks

@@ -55,7 +55,8 @@ class TimeRange:
     def rfc3339(self) -> dict[str, str]:
         """The ``range`` Grafana sends to JSON data sources."""
         def iso(ms: int) -> str:
-            return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            text = datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+            return text.replace("+00:00", "Z")
         return {"from": iso(self.start_ms), "to": iso(self.end_ms)}
 
     def influx_filter(self) -> str:

@@ -90,7 +90,7 @@ def series(title: str, targets: list, unit: str | None = None, thresholds=None, 
            minimum: float | None = None, maximum: float | None = None) -> timeseries.Panel:
     """A time-series panel; alarm marks, when given, are drawn as dashed lines."""
     p = timeseries.Panel().title(title).datasource(api_ref() if api else influx_ref()).targets(targets)
-    p.span_nulls(False)  # a gap is a gap: the device did not report, the detector saw the same
+    p.span_nulls(False)  # a gap is a gap (see GAPS): the device did not report, the detector saw the same
     p.legend(cb.VizLegendOptions().display_mode(common.LegendDisplayMode.TABLE)
              .placement(common.LegendPlacement.RIGHT).show_legend(True).calcs(["lastNotNull", "max"]))
     if unit:
@@ -107,11 +107,17 @@ def series(title: str, targets: list, unit: str | None = None, thresholds=None, 
     return _size(p, w, h, description)
 
 
+# Windows without a reading come back as null (fill(null)), not left out: Grafana draws a line
+# straight across missing points, and a state timeline stretches the last state over them, so a
+# cut uplink would look like a steady line or a steady "Up".  With the nulls it is a visible gap.
+GAPS = "fill(null)"
+
+
 def field_series(title: str, kind: str, field: str, conds: tuple[str, ...] = (), agg: str = "mean",
                  by: str = "device", **kw) -> timeseries.Panel:
     """One kind's field, one line per device (or site), units and marks from the profile."""
     q = (f'SELECT {agg}("{field}") FROM "{kind}" {where(*conds)} '
-         f'GROUP BY time($__interval), "{by}" fill(none)')
+         f'GROUP BY time($__interval), "{by}" {GAPS}')
     return series(title, [InfluxQL(q, alias=f"$tag_{by}")], unit=unit_of(kind, field),
                   thresholds=marks(kind, field), **kw)
 
@@ -127,6 +133,8 @@ def states(title: str, targets: list, mappings: list, w: int = 12, h: int = 8,
            description: str | None = None) -> statetimeline.Panel:
     p = (statetimeline.Panel().title(title).datasource(influx_ref()).targets(targets).mappings(mappings)
          .show_value(common.VisibilityMode.NEVER).merge_values(True).fill_opacity(80)
+         .legend(cb.VizLegendOptions().show_legend(True).display_mode(common.LegendDisplayMode.LIST)
+                 .placement(common.LegendPlacement.BOTTOM))
          .thresholds(db.ThresholdsConfig().mode(dashboard.ThresholdsMode.ABSOLUTE)
                      .steps([dashboard.Threshold(value=None, color=GREY)])))
     return _size(p, w, h, description)
@@ -136,13 +144,13 @@ def bool_states(title: str, kind: str, field: str, conds: tuple[str, ...], on: s
                 agg: str = "min", on_color: str = GREEN, off_color: str = RED, **kw) -> statetimeline.Panel:
     """A bool per device over time.  ``agg`` decides a mixed window: min = any 0 shows 0 (a cut)."""
     q = (f'SELECT {agg}("{field}") FROM "{kind}" {where(*conds)} '
-         f'GROUP BY time($__interval), "device" fill(none)')
+         f'GROUP BY time($__interval), "device" {GAPS}')
     return states(title, [InfluxQL(q, alias="$tag_device")], bool_mappings(on, off, on_color, off_color), **kw)
 
 
 def stat_panel(title: str, targets: list, unit: str | None = None, thresholds=None, w: int = 6, h: int = 5,
                description: str | None = None, api: bool = False, calc: str = "lastNotNull",
-               time_from: str | None = None, fields: str | None = None) -> stat.Panel:
+               time_from: str | None = None, fields: str | None = None, no_value: str | None = None) -> stat.Panel:
     """A big number.  ``fields`` (a regex) picks the field to reduce; default: every numeric field."""
     reduce = cb.ReduceDataOptions().calcs([calc]).values(False)
     if fields:
@@ -156,6 +164,8 @@ def stat_panel(title: str, targets: list, unit: str | None = None, thresholds=No
         p.thresholds(thresholds)
     if time_from:
         p.time_from(time_from)
+    if no_value is not None:
+        p.no_value(no_value)
     return _size(p, w, h, description)
 
 
@@ -178,7 +188,7 @@ def gauges(title: str, targets: list, unit: str | None = None, thresholds=None, 
     if time_from:
         p.time_from(time_from)
     for ident, name in sorted((names or {}).items()):
-        p.override_by_name(ident, [dashboard.DynamicConfigValue(id_val="displayName", value=name)])
+        p.override_by_name(ident, [prop("displayName", name)])
     return _size(p, w, h, description)
 
 
@@ -187,6 +197,11 @@ def table_panel(title: str, targets: list, w: int = 12, h: int = 8, description:
     p = (table.Panel().title(title).datasource(api_ref() if api else influx_ref()).targets(targets)
          .show_header(True).filterable(True))
     return _size(p, w, h, description)
+
+
+def prop(id_val: str, value: object) -> dashboard.DynamicConfigValue:
+    """One property of a field override (``displayName``, ``mappings``, ``custom.hidden``...)."""
+    return dashboard.DynamicConfigValue(id_val=id_val, value=value)
 
 
 def steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
@@ -205,14 +220,15 @@ def api_variable(name: str, label: str, target: str, include_all: bool = False, 
     raw into the JSON and break it).
     """
     v = (db.QueryVariable(name).label(label).datasource(api_ref()).query(api_variable_query(target, **filters))
-         .refresh(dashboard.VariableRefresh.ON_DASHBOARD_LOAD).sort(dashboard.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
-         .include_all(include_all).multi(False))
+         .refresh(dashboard.VariableRefresh.ON_DASHBOARD_LOAD)
+         .sort(dashboard.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC).include_all(include_all).multi(False))
     if include_all:
         v.current(dashboard.VariableOption(text="All", value="$__all", selected=True))
     return v
 
 
-def influx_variable(name: str, label: str, query: str, include_all: bool = False, multi: bool = False) -> db.QueryVariable:
+def influx_variable(name: str, label: str, query: str, include_all: bool = False,
+                    multi: bool = False) -> db.QueryVariable:
     v = (db.QueryVariable(name).label(label).datasource(influx_ref()).query(query)
          .refresh(dashboard.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dashboard.VariableSort.NATURAL_ASC)
          .include_all(include_all).multi(multi))

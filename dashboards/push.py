@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .build import render_all
 from .queries import API_UID, INFLUX_UID
@@ -67,6 +68,8 @@ def push(grafana_url: str, token_or_basic_auth: str | tuple[str, str], folder: s
     import niquests  # grafana-client's HTTP library, installed with it
 
     where = f"Grafana at {grafana_url}"
+    parts = urlsplit(grafana_url)
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never echo credentials from the URL
     api = GrafanaApi.from_url(grafana_url, credential=_credential(token_or_basic_auth), timeout=timeout_s)
     try:
         _ensure_folder(api, folder, folder_uid, GrafanaClientError)
@@ -75,7 +78,8 @@ def push(grafana_url: str, token_or_basic_auth: str | tuple[str, str], folder: s
             board = dict(board, id=None)  # Grafana matches by uid; an id from elsewhere would be refused
             answer = api.dashboard.update_dashboard(
                 {"dashboard": board, "folderUid": folder_uid, "overwrite": True, "message": message})
-            result.urls[uid] = grafana_url.rstrip("/") + str(answer.get("url", f"/d/{uid}"))
+            # Grafana's answer already holds any sub-path it is served from: join it to the origin only.
+            result.urls[uid] = origin + str(answer.get("url", f"/d/{uid}"))
             log.info("pushed %s to %s", uid, result.urls[uid])
     except GrafanaException as exc:
         status = getattr(exc, "status_code", "?")

@@ -129,11 +129,16 @@ def device_topic(registry: Registry, device_id: str) -> str:
     return registry.kinds[d.kind].topic.format(site=d.site, device=d.id)
 
 
-def collector_account(registry: Registry, name: str = "fansipan.collector") -> ServiceUser:
-    """The collector: reads every telemetry topic (the first level of each profile topic, ``laocai/#``)."""
+def collector_account(registry: Registry, name: str = "fansipan.collector", credentials_file: str = "collector-credentials",
+                      from_env: bool = True) -> ServiceUser:
+    """A collector: reads every telemetry topic (the first level of each profile topic, ``laocai/#``).
+
+    With ``use_username_as_clientid true`` (docs/mqtt-security.md) each collector of a
+    share group needs its own account: add them with ``from_env=False`` to ``extra_users``.
+    """
     roots = sorted({p.topic.split("/", 1)[0] for p in registry.kinds.values()}) or ["laocai"]
-    return ServiceUser(name, tuple(("read", f"{r}/#") for r in roots), "collector-credentials",
-                       "FANSIPAN_MQTT_PASSWORD", "FANSIPAN_MQTT_USERNAME")
+    return ServiceUser(name, tuple(("read", f"{r}/#") for r in roots), credentials_file,
+                       "FANSIPAN_MQTT_PASSWORD", "FANSIPAN_MQTT_USERNAME", from_env=from_env)
 
 
 def _new_password() -> str:
@@ -317,6 +322,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="new password for this account only, e.g. a stolen device (repeatable)")
     p.add_argument("--profiles-dir", help="device profiles and site registry (default: FANSIPAN_PROFILES_DIR or the shipped ones)")
     p.add_argument("--collector-user", default="fansipan.collector", help="the collector's broker account")
+    p.add_argument("--broker-owner", metavar="UID[:GID]",
+                   help="chown passwd and acl to the broker's user, e.g. 1883:1883 for the eclipse-mosquitto image "
+                        "(needs root; the broker drops root before it reads them)")
+    p.add_argument("--extra-collector", action="append", default=[], metavar="NAME",
+                   help="one more collector account, e.g. fansipan.collector-2 for a second collector of a "
+                        "share group (repeatable; its password goes to NAME-credentials)")
     p.add_argument("--simulator", action="store_true",
                    help="also an account fansipan.simulator that may write every device topic (test brokers only)")
 
@@ -324,16 +335,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     profiles = args.profiles_dir or os.environ.get("FANSIPAN_PROFILES_DIR")
     registry = load_registry(profiles) if profiles else load_registry()
-    unknown = set(args.rotate_user) - set(registry.devices) - {args.collector_user, HEALTHCHECK.name, SIMULATOR.name}
+    extra = [HEALTHCHECK, *(collector_account(registry, n, f"{n}-credentials", from_env=False)
+                            for n in args.extra_collector)]
+    if args.simulator:
+        extra.append(SIMULATOR)
+    unknown = set(args.rotate_user) - set(registry.devices) - {args.collector_user, *(s.name for s in extra)}
     if unknown:
         print(f"fansipan mqtt-acl: --rotate-user: no such account: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    extra = (HEALTHCHECK, SIMULATOR) if args.simulator else (HEALTHCHECK,)
     rotate: bool | set[str] = True if args.rotate else set(args.rotate_user)
+    owner = None
+    if args.broker_owner:
+        try:
+            uid, _, gid = args.broker_owner.partition(":")
+            owner = (int(uid), int(gid) if gid else -1)
+        except ValueError:
+            print(f"fansipan mqtt-acl: --broker-owner {args.broker_owner!r}: expected UID or UID:GID (numbers)",
+                  file=sys.stderr)
+            return 2
     try:
         paths = write_acl(registry, args.out, collector_user=args.collector_user, extra_users=extra, rotate=rotate)
+        if owner is not None:
+            for p in (paths.passwd, paths.acl):
+                os.chown(p, *owner)
     except ValueError as exc:
         print(f"fansipan mqtt-acl: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"fansipan mqtt-acl: --broker-owner needs root: {exc}", file=sys.stderr)
         return 2
     print(f"{paths.devices} devices from {registry.source}: {len(paths.added)} new accounts, "
           f"{len(paths.rotated)} new passwords, {len(paths.removed)} devices removed"
@@ -345,7 +374,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {user}: password taken from ${var}")
     print("Hand each device's line to its field team over a secure channel (not e-mail or chat in clear),")
     print("keep the credentials files out of git and off shared drives, and delete copies you do not need.")
-    print("Deploy: chown 1883 passwd acl (the broker's uid; keep 0600), then reload the broker with SIGHUP.")
+    if owner is None:
+        print("Deploy: chown 1883:1883 passwd acl (the broker's user; keep 0600), then reload the broker with SIGHUP.")
+    else:
+        print(f"passwd and acl now owned by {args.broker_owner}: reload the broker with SIGHUP.")
+    print("After SIGHUP check the broker's log: if it says 'Unable to open pwfile' it now refuses every login.")
     if paths.rotated:
         print(f"{len(paths.rotated)} password(s) changed: after SIGHUP the broker disconnects those clients until "
               "they use the new password (the collector and health check too, if rotated: update .env first).")

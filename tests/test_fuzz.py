@@ -173,7 +173,7 @@ def test_reference_parser_reads_what_influxdb_1x_reads():
 
 
 @budget(50)
-@given(msgs=st.lists(S.cardinality_messages(), min_size=1, max_size=20))
+@given(msgs=st.lists(S.cardinality_messages(), min_size=1, max_size=10))
 def test_cardinality_attack_batches_stay_bounded(msgs):
     P.check_cardinality(VALIDATOR, msgs, S.ARRIVED_NS)
 

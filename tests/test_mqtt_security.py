@@ -28,6 +28,7 @@ import pwd
 import queue
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -39,6 +40,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 import servers
 from device_profiles import load_registry
@@ -92,7 +95,8 @@ class Client:
     """A paho client that records CONNACK, SUBACKs, PUBACK reason codes and messages."""
 
     def __init__(self, port: int, user: str | None, password: str | None, protocol: int = mqtt.MQTTv5,
-                 tls: dict | None = None, wait: bool = True, host: str = "127.0.0.1"):
+                 tls: dict | None = None, wait: bool = True, host: str = "127.0.0.1", client_id: str | None = None,
+                 session_expiry_s: int = 0):
         self.messages: queue.Queue = queue.Queue()
         self.connack = None
         self.connected = threading.Event()
@@ -100,8 +104,8 @@ class Client:
         self.subacks: dict[int, list] = {}
         self.pubacks: dict[int, object] = {}
         self._ev = threading.Condition()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user or 'anon'}-{uuid.uuid4().hex[:6]}",
-                             protocol=protocol)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol,
+                             client_id=client_id or f"t-{user or 'anon'}-{uuid.uuid4().hex[:6]}")
         if user is not None:
             self.c.username_pw_set(user, password)
         if tls is not None:
@@ -111,7 +115,12 @@ class Client:
         self.c.on_subscribe = self._on_subscribe
         self.c.on_publish = self._on_publish
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, bytes(m.payload)))
-        self.c.connect(host, port, keepalive=10)
+        if session_expiry_s:  # MQTT 5 persistent session, as the collector's
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry_s
+            self.c.connect(host, port, keepalive=10, clean_start=False, properties=props)
+        else:
+            self.c.connect(host, port, keepalive=10)
         self.c.loop_start()
         if wait:
             assert self.connected.wait(5), "no CONNACK within 5 s"
@@ -323,6 +332,43 @@ def test_wrong_passwords_unknown_users_and_anonymous_are_refused(acl_broker, pro
     ok.close()
 
 
+def test_use_username_as_clientid_keeps_a_device_off_the_collectors_session():
+    """Client ids are not tied to accounts: without ``use_username_as_clientid true``, any device
+    password can connect as the collector's client id, take over its persistent session and so
+    drop what is queued for it (measured on 2.0.11: the queued messages are delivered to the
+    device's connection, refused by the ACL, and gone). With it, the broker keys sessions by account."""
+    _skip_without_servers()
+    d = _private_dir("fansipan-cid-")
+    try:
+        paths = write_acl(REGISTRY, d / "conf", environ={})
+        server = broker_with(d, paths, "use_username_as_clientid true")
+        try:
+            creds = read_credentials(paths)
+            attacker, talker = two_devices(True)
+            col = Client(server.port, COLLECTOR, creds[COLLECTOR], client_id="fansipan-collector", session_expiry_s=600)
+            col.subscribe("laocai/#")
+            col.close()  # away: the broker queues for it
+            t = Client(server.port, talker, creds[talker])
+            for i in range(3):
+                t.publish(device_topic(REGISTRY, talker), b"q%d" % i)
+            t.close()
+            evil = Client(server.port, attacker, creds[attacker], client_id="fansipan-collector", session_expiry_s=600)
+            assert not evil.connack.is_failure
+            evil.close()
+            col = Client(server.port, COLLECTOR, creds[COLLECTOR], client_id="fansipan-collector", session_expiry_s=600)
+            try:
+                assert [p for _, p in col.first(3)] == [b"q0", b"q1", b"q2"]
+                evil = Client(server.port, attacker, creds[attacker], client_id="fansipan-collector")
+                evil.close()
+                assert not col.disconnected.wait(0.5), "a device account kicked the collector off"
+            finally:
+                col.close()
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------- files, reruns, rotation
 
 
@@ -413,15 +459,28 @@ def test_password_hashes_are_what_mosquitto_passwd_writes(tmp_path):
     assert ours == theirs  # same salt and iterations: byte for byte the same line
 
 
-def test_the_command_line(tmp_path, capsys):
-    assert mqtt_security.main(["--out", str(tmp_path / "o"), "--simulator"]) == 0
+def test_the_command_line(tmp_path, capsys, monkeypatch):
+    for var in ("FANSIPAN_MQTT_USERNAME", "FANSIPAN_MQTT_PASSWORD", "MOSQUITTO_HEALTHCHECK_PASSWORD", "FANSIPAN_PROFILES_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    assert mqtt_security.main(["--out", str(tmp_path / "o"), "--simulator", "--extra-collector", "fansipan.collector-2"]) == 0
     out = capsys.readouterr().out
     assert "device-credentials.csv" in out and "secure" in out and "SIGHUP" in out
     assert (tmp_path / "o" / "simulator-credentials").exists()
+    assert "FANSIPAN_MQTT_USERNAME=fansipan.collector-2" in (tmp_path / "o" / "fansipan.collector-2-credentials").read_text()
+    acl = (tmp_path / "o" / "acl").read_text()
+    assert "user fansipan.collector-2\ntopic read laocai/#\n" in acl and "user fansipan.simulator\ntopic write laocai/#\n" in acl
     dev = sorted(REGISTRY.devices)[0]
     assert mqtt_security.main(["--out", str(tmp_path / "o"), "--rotate-user", dev]) == 0
     assert "1 new passwords" in capsys.readouterr().out
     assert mqtt_security.main(["--out", str(tmp_path / "o"), "--rotate-user", "nobody"]) == 2
+    if os.geteuid() == 0:
+        assert mqtt_security.main(["--out", str(tmp_path / "o"), "--broker-owner", "1883:1883"]) == 0
+        assert {((tmp_path / "o" / f).stat().st_uid, (tmp_path / "o" / f).stat().st_gid) for f in ("passwd", "acl")} \
+            == {(1883, 1883)}
+        assert (tmp_path / "o" / "device-credentials.csv").stat().st_uid == 0  # secrets stay with the operator
+        # a later run as root keeps the broker's ownership
+        assert mqtt_security.main(["--out", str(tmp_path / "o"), "--rotate-user", dev]) == 0
+        assert (tmp_path / "o" / "passwd").stat().st_uid == 1883
 
 
 def test_a_rotated_password_kicks_the_connected_device_after_sighup():
@@ -548,11 +607,13 @@ def test_tls_a_client_that_does_not_trust_the_ca_fails(tls_broker):
     for why, tls in {"a different CA": tls_args(pki["rogue-ca"]), "the system CAs": tls_args(None)}.items():
         with pytest.raises(ssl.SSLCertVerificationError):
             Client(server.port, COLLECTOR, creds[COLLECTOR], tls=tls, wait=False)
-    # and the right CA with a name the certificate does not hold
+    # and the right CA, but a name the certificate does not hold: the context tls_set builds
+    # checks host names (the broker listens on 127.0.0.1 only, so no other name reaches it)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-wrong-name")
     c.tls_set(**tls_args(pki["ca"]))
-    with pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname|IP address mismatch"):
-        c.connect("127.0.0.2", server.port)  # loopback, but not a name in the certificate
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname mismatch"):
+            c._ssl_context.wrap_socket(raw, server_hostname="broker.example.org")
     # plain MQTT on the TLS port gets no CONNACK
     plain = Client(server.port, COLLECTOR, creds[COLLECTOR], wait=False)
     try:
@@ -617,4 +678,33 @@ def test_tls_simulator_to_collector_end_to_end(tls_broker, tmp_path):
         assert collector.stats.snapshot()["readings_stored"] == want
     finally:
         collector.stop(10)
+        store.close()
+
+
+def test_tls_the_collector_says_why_it_cannot_connect(tls_broker, tmp_path):
+    """A CA that does not match: an error naming the certificate problem, not silent retries."""
+    if not _settings_have_tls():
+        pytest.skip("Settings.mqtt_ca_file not there yet (docs/mqtt-security.md)")
+    from fansipan.config import Settings
+    from ingest.collector import Collector
+    from storage.sqlite import SQLiteStore
+
+    if not hasattr(Collector, "_on_connect_fail"):
+        pytest.skip("Collector._on_connect_fail not there yet")
+    server, _, pki, creds = tls_broker
+    settings = Settings(mqtt_url=f"mqtts://127.0.0.1:{server.port}", mqtt_username=COLLECTOR,
+                        mqtt_password=creds[COLLECTOR], mqtt_ca_file=str(pki["rogue-ca"]),
+                        mqtt_client_id=f"tls-bad-{uuid.uuid4().hex[:6]}", spool_path="")
+    store = SQLiteStore(tmp_path / "s.sqlite", REGISTRY)
+    collector = Collector(settings, REGISTRY, store)
+    collector.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not collector.stats.snapshot()["last_error"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        snap = collector.stats.snapshot()
+        assert not snap["connected"]
+        assert "certificate verify failed" in snap["last_error"] and "FANSIPAN_MQTT_CA_FILE" in snap["last_error"]
+    finally:
+        collector.stop(5)
         store.close()

@@ -109,11 +109,14 @@ class Table(BaseModel):
 
 
 class Option(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"label": "latency_ms (ms)", "value": "latency_ms"}]})
     label: str
     value: str
 
 
 class PayloadConfig(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"label": "Loại thiết bị / Kind", "name": "kind", "type": "select", "placeholder": "", "reloadMetric": True}]})
     label: str
     name: str
     type: Literal["select", "multi-select", "input", "textarea"] = "select"
@@ -123,6 +126,10 @@ class PayloadConfig(BaseModel):
 
 
 class MetricConfig(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"label": "Đo đạc / Telemetry", "value": "telemetry", "payloads": [
+            {"label": "Loại thiết bị / Kind", "name": "kind", "type": "select", "reloadMetric": True},
+            {"label": "Trường / Field", "name": "field", "type": "select"}]}]})
     label: str
     value: str
     payloads: list[PayloadConfig]
@@ -135,11 +142,13 @@ class VariableValue(BaseModel):
 
 
 class TagKey(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "string", "text": "district"}]})
     type: Literal["string"] = "string"
     text: str
 
 
 class TagValue(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "bat_xat"}]})
     text: str
 
 

@@ -6,7 +6,9 @@ enough: Grafana sends it as a custom header configured on the data source.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from ..deps import NowDep, RegistryDep, StateDep, Viewer
@@ -18,6 +20,7 @@ from ..grafana.models import (AnnotationsIn, MetricConfig, MetricsIn, Option, Pa
 
 router = APIRouter(prefix="/api/v1/grafana", tags=["grafana"], responses=responses(400, 401, 403, 422))
 _DOC = " See docs/grafana-datasource.md."
+AnyBody = Annotated[dict[str, Any] | None, Body(examples=[{}], description="ignored: Grafana sends {} or its options")]
 
 
 @router.get("", summary="Test connection / Kiểm tra kết nối", description="200 for Grafana's 'Save & test'.",
@@ -61,7 +64,7 @@ def variable(key: Viewer, registry: RegistryDep, body: VariableIn) -> list[Varia
 
 @router.post("/tag-keys", response_model=list[TagKey], summary="Ad hoc filter keys / Khóa lọc",
              description="district, site, kind, severity." + _DOC)
-def tag_keys(key: Viewer, body: dict | None = None) -> list[TagKey]:
+def tag_keys(key: Viewer, body: AnyBody = None) -> list[TagKey]:
     return catalog.tag_keys()
 
 
@@ -71,9 +74,11 @@ def tag_values(key: Viewer, registry: RegistryDep, body: TagValuesIn) -> list[Ta
     return catalog.tag_values(registry, body.key)
 
 
-@router.post("/search", response_model=list[str], summary="Metric names (SimpleJSON) / Tên chỉ số",
+@router.post("/search", response_model=list[str],
+             responses={200: {"content": {"application/json": {"example": ["telemetry", "incidents_open"]}}}},
+             summary="Metric names (SimpleJSON) / Tên chỉ số",
              description="For the older SimpleJSON plugin: the metric names." + _DOC)
-def search(key: Viewer, body: dict | None = None) -> list[str]:
+def search(key: Viewer, body: AnyBody = None) -> list[str]:
     return list(catalog.METRIC_NAMES)
 
 

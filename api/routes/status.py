@@ -56,7 +56,10 @@ def _groups(state, snap) -> list[dict]:
             for g in groups]
 
 
-@router.get("/status", response_class=HTMLResponse, responses=responses(401, 403, 503),
+@router.get("/status", response_class=HTMLResponse,
+            responses={200: {"content": {"text/html": {"example": "<!doctype html><html lang=\"vi\">...<h2>Xã theo "
+                                                                  "trạng thái / Communes by status</h2>..."}},
+                             "description": "the page"}, **responses(401, 403, 503, html_route=True)},
             summary="Status page / Trang trạng thái",
             description="Server-rendered HTML, Vietnamese with English alongside: communes by status, open "
                         "incidents, the last hour of key signals. Needs a viewer key unless FANSIPAN_STATUS_PUBLIC=1.")

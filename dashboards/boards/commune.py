@@ -5,8 +5,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard, units
 
-from ..panels import (GREEN, GREY, ORANGE, RED, table_panel, api_variable, bool_states, field_series, influx_variable,
-                      registry, series, where)
+from ..panels import (GAPS, GREEN, GREY, ORANGE, RED, api_variable, bool_states, field_series, influx_variable, prop,
+                      registry, series, table_panel, where)
 from ..queries import ApiQuery, InfluxQL
 from . import add_row, new_board
 
@@ -37,8 +37,8 @@ def uplink_panels() -> list:
                description="Từ API Fansipan. / From the Fansipan API (telemetry metric)."),
         table_panel("Thiết bị tại xã / Devices at the commune", [ApiQuery("device_status", {"site": "$commune"})],
                   w=12, h=8).override_by_name("status_code", [
-                      dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
-                      dashboard.DynamicConfigValue(id_val="mappings", value=[dashboard.ValueMap(options={
+                      prop("custom.cellOptions", {"type": "color-background"}),
+                      prop("mappings", [dashboard.ValueMap(options={
                           "0": dashboard.ValueMappingResult(text="Bình thường / OK", color=GREEN, index=0),
                           "1": dashboard.ValueMappingResult(text="Im lặng / Silent", color=ORANGE, index=1),
                           "2": dashboard.ValueMappingResult(text="Không tới được / Unreachable", color=RED, index=2),
@@ -84,16 +84,15 @@ def sensor_panels() -> list:
 
 def device_panels() -> list:
     latest = InfluxQL(f'SELECT last(*) FROM {_kinds_regex()} {where(DEVICE)}', result_format="table")
-    over_time = InfluxQL(f'SELECT mean(*) FROM {_kinds_regex()} {where(DEVICE)} GROUP BY time($__interval) fill(none)',
+    over_time = InfluxQL(f'SELECT mean(*) FROM {_kinds_regex()} {where(DEVICE)} GROUP BY time($__interval) {GAPS}',
                          alias="$col")
-    hide = [dashboard.DynamicConfigValue(id_val="custom.hidden", value=True)]
-    # arrived_ms is when the collector received the reading (epoch ms): useful in the table, but on a
-    # value axis it would flatten every real field to zero.
-    hide_series = [dashboard.DynamicConfigValue(id_val="custom.hideFrom",
-                                                value={"legend": True, "tooltip": True, "viz": True})]
+    # arrived_ms is when the collector received the reading (epoch ms): worth a column in the
+    # table, as a date, but on a value axis it would flatten every real field to zero.
+    received = [prop("unit", "dateTimeAsLocal"), prop("displayName", "Nhận lúc / Received at")]
+    hide_series = [prop("custom.hideFrom", {"legend": True, "tooltip": True, "viz": True})]
     return [
         table_panel("Giá trị mới nhất / Latest values ($device)", [latest], w=24, h=5, api=False)
-        .override_by_regexp("^last_arrived_ms$", hide),
+        .override_by_name("last_arrived_ms", received),
         series("Diễn biến / Over time ($device)", [over_time], w=24, h=9).override_by_regexp("arrived_ms", hide_series),
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import units
 
-from ..panels import (GREEN, ORANGE, bool_states, field_series, influx_variable, marks, series, stat_panel, steps,
+from ..panels import (GAPS, GREEN, ORANGE, bool_states, field_series, influx_variable, marks, series, stat_panel, steps,
                       unit_of, where)
 from ..queries import InfluxQL
 from . import add_row, new_board
@@ -42,7 +42,7 @@ def cooling_panels() -> list:
     The marks are the supply (inlet) envelope; return air runs hotter by design,
     so the description says which line the marks are for.
     """
-    targets = [InfluxQL(f'SELECT mean("{f}") FROM "crac" {where()} GROUP BY time($__interval), "device" fill(none)',
+    targets = [InfluxQL(f'SELECT mean("{f}") FROM "crac" {where()} GROUP BY time($__interval), "device" {GAPS}',
                         ref_id=r, alias=f"$tag_device {label}")
                for f, r, label in (("supply_temp_c", "A", "cấp / supply"), ("return_temp_c", "B", "hồi / return"))]
     return [
@@ -65,8 +65,9 @@ def server_panels() -> list:
 
 
 def network_panels() -> list:
-    errors = [InfluxQL(f'SELECT sum("{f}") FROM "core_switch" {where()} GROUP BY time($__interval), "device" fill(none)',
-                       ref_id=r, alias=f"$tag_device {f}") for f, r in (("rx_errors", "A"), ("tx_errors", "B"))]
+    errors = [InfluxQL(f'SELECT sum("{f}") FROM "core_switch" {where()} GROUP BY time($__interval), "device" '
+                       f'{GAPS}', ref_id=r, alias=f"$tag_device {f}")
+              for f, r in (("rx_errors", "A"), ("tx_errors", "B"))]
     return [
         field_series("Cổng mất liên kết / Ports down", "core_switch", "ports_down", (), agg="max", w=12),
         series("Lỗi truyền / Interface errors", errors, unit=units.Short, thresholds=marks("core_switch", "rx_errors"),
@@ -78,8 +79,8 @@ def build() -> db.Dashboard:
     board = new_board(UID, "Trung tâm dữ liệu / Data center",
                       "Trung tâm dữ liệu tỉnh: điện, làm mát, máy chủ, mạng lõi. / The provincial data center: "
                       "power, cooling, servers, core network.", incident_filter=DC, api_filter={"site": "dc_laocai"})
-    board.with_variable(influx_variable("server", "Máy chủ / Server",
-                                        'SHOW TAG VALUES FROM "server" WITH KEY = "device"', include_all=True, multi=True))
+    servers = 'SHOW TAG VALUES FROM "server" WITH KEY = "device"'
+    board.with_variable(influx_variable("server", "Máy chủ / Server", servers, include_all=True, multi=True))
     add_row(board, "Điện / Power", *power_panels())
     add_row(board, "Làm mát / Cooling", *cooling_panels())
     add_row(board, "Máy chủ / Servers", *server_panels())

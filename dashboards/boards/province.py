@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import common as cb, dashboard as db, geomap
 from grafana_foundation_sdk.models import common, dashboard, units
 
-from ..panels import (GREEN, GREY, ORANGE, RED, table_panel, api_variable, gauges, registry, series, site_names,
+from ..panels import (GREEN, GREY, ORANGE, RED, api_variable, gauges, prop, registry, series, site_names, table_panel,
                       stat_panel, steps, where)
 from ..queries import ApiQuery, InfluxQL, api_ref
 from . import add_row, commune_link, new_board
@@ -27,7 +27,7 @@ def _mapping(texts: dict[str, tuple[str, str]]) -> list:
 
 
 def _colored_cells() -> dashboard.DynamicConfigValue:
-    return dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"})
+    return prop("custom.cellOptions", {"type": "color-background"})
 
 
 def incidents_table():
@@ -35,9 +35,9 @@ def incidents_table():
                       w=24, h=9, description="Sự cố đang mở hoặc đã xác nhận, nặng nhất trước. / Open and "
                       "acknowledged incidents, most severe first, then oldest. A commune whose uplink is cut is ONE "
                       "incident; 'unreachable' counts the devices behind it.")
-            .override_by_name("severity", [dashboard.DynamicConfigValue(id_val="mappings", value=_mapping(SEVERITY_TEXT)),
+            .override_by_name("severity", [prop("mappings", _mapping(SEVERITY_TEXT)),
                                            _colored_cells()])
-            .override_by_name("commune", [dashboard.DynamicConfigValue(id_val="links", value=[commune_link()])]))
+            .override_by_name("commune", [prop("links", [commune_link()])]))
 
 
 def status_map():
@@ -65,18 +65,19 @@ def status_map():
 def status_grid():
     return (table_panel("Trạng thái từng xã / Status by commune", [ApiQuery("site_status", {"district": "$district"})],
                       w=12, h=13, description="Bấm tên xã để xem chi tiết. / Click a commune for its drill-down board.")
-            .override_by_name("status_code", [dashboard.DynamicConfigValue(id_val="mappings", value=_mapping(STATUS_TEXT)),
-                                              dashboard.DynamicConfigValue(id_val="thresholds", value=steps(*STATUS_STEPS).build()),
+            .override_by_name("status_code", [prop("mappings", _mapping(STATUS_TEXT)),
+                                              prop("thresholds", steps(*STATUS_STEPS).build()),
                                               _colored_cells()])
-            .override_by_name("commune", [dashboard.DynamicConfigValue(id_val="links", value=[commune_link()])])
+            .override_by_name("commune", [prop("links", [commune_link()])])
             .override_by_regexp("^(lat|lon|district_id|status)$", [
-                dashboard.DynamicConfigValue(id_val="custom.hidden", value=True)]))
+                prop("custom.hidden", True)]))
 
 
 def communes_down():
     return stat_panel("Xã mất kết nối / Communes down", [ApiQuery("site_status", {"district": "$district",
                                                                                   "status": "down"})],
                       api=True, calc="count", fields="/^site$/", thresholds=steps((None, GREEN), (1, RED)), w=4, h=8,
+                      no_value="0",  # no row is no commune down, not missing data
                       description="Xã có sự cố mất đường truyền hoặc mất điện đang mở. / Communes with an open "
                       "uplink-down or power-loss incident, or all devices silent.")
 
@@ -84,7 +85,7 @@ def communes_down():
 def opened_today():
     q = ('SELECT count("id") FROM "fansipan_incident" ' + where("\"event\" = 'opened'") + ' GROUP BY "severity"')
     return stat_panel("Sự cố mới hôm nay / Incidents opened today", [InfluxQL(q, alias="$tag_severity")],
-                      thresholds=steps((None, "blue")), time_from="now/d", w=4, h=8, calc="sum",
+                      thresholds=steps((None, "blue")), time_from="now/d", w=4, h=8, calc="sum", no_value="0",
                       description="Toàn tỉnh, từ 0 giờ (giờ Việt Nam). / Province-wide, since local midnight.")
 
 
@@ -93,8 +94,8 @@ def incidents_by_severity():
                [ApiQuery("incidents_timeline", {"district": "$district"})], w=8, h=8, api=True, stacked=True,
                unit=units.Short)
     for sev, (text, color) in SEVERITY_TEXT.items():
-        p.override_by_name(sev, [dashboard.DynamicConfigValue(id_val="displayName", value=text),
-                                 dashboard.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})])
+        p.override_by_name(sev, [prop("displayName", text),
+                                 prop("color", {"mode": "fixed", "fixedColor": color})])
     return p.draw_style(common.GraphDrawStyle.BARS)
 
 
@@ -118,9 +119,10 @@ def availability_today():
     return (gauges("Khả dụng đường truyền hôm nay / Uplink availability today", [InfluxQL(q, alias="$tag_site")],
                    unit=units.PercentUnit, minimum=0, maximum=1, time_from="now/d", names=site_names(),
                    thresholds=steps((None, RED), (0.95, ORANGE), (0.99, GREEN)), w=12, h=20,
-                   description="Tỉ lệ số phút bộ định tuyến báo 'lên' từ 0 giờ; không báo cáo tính là mất. / "
-                   "Share of minutes since local midnight in which the commune router reported its link up; "
-                   "a silent router counts as down.")
+                   description="Tỉ lệ số phút bộ định tuyến báo 'lên' từ 0 giờ; không báo cáo tính là mất. Xã im "
+                   "lặng cả ngày không có thanh nào: xem bản đồ trạng thái. / Share of minutes since local midnight "
+                   "in which the commune router reported its link up; a silent router counts as down. A commune "
+                   "silent all day has no bar at all (InfluxDB has no series for it): see the status map.")
             .interval("1m"))  # the router reports every 30 s: a window shorter than a minute could miss a report
 
 
@@ -132,7 +134,7 @@ def availability_by_district():
                unit=units.PercentUnit, minimum=0, maximum=1, w=12, h=10,
                thresholds=steps((None, RED), (0.95, ORANGE), (0.99, GREEN)))
     for ident, name in sorted(site_names(("district",)).items()):
-        p.override_by_name(ident, [dashboard.DynamicConfigValue(id_val="displayName", value=name)])
+        p.override_by_name(ident, [prop("displayName", name)])
     return p.interval("1m")
 
 

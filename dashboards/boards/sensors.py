@@ -67,8 +67,8 @@ def camera_panels() -> list:
 
 def build() -> db.Dashboard:
     board = new_board(UID, "Cảm biến đô thị thông minh / Smart-city sensors",
-                      "Chất lượng không khí, mực nước và mưa, chiếu sáng công cộng, camera. / Air quality, water levels "
-                      "and rain, street lights, cameras.", incident_filter='"site" =~ /^$commune$/',
+                      "Chất lượng không khí, mực nước và mưa, chiếu sáng công cộng, camera. / Air quality, water "
+                      "levels and rain, street lights, cameras.", incident_filter='"site" =~ /^$commune$/',
                       api_filter={"site": "$commune"})
     board.with_variable(api_variable("district", "Huyện / District", "districts", include_all=True))
     board.with_variable(api_variable("commune", "Xã / Commune", "communes", include_all=True, district="$district"))

@@ -167,8 +167,14 @@ def valid_json_readings(draw) -> dict:
 def json_readings(draw) -> dict:
     if draw(st.booleans()):
         reading = draw(valid_json_readings())
-        if draw(st.booleans()):  # one thing wrong
+        wrong = draw(st.integers(0, 3))  # one thing wrong, most of the time
+        if wrong == 1:
             reading[draw(json_keys)] = draw(st.one_of(json_values, st.sampled_from(EDGE_NUMBERS)))
+        elif wrong == 2:
+            reading["ts"] = draw(timestamps)
+        elif wrong == 3:  # a declared field nested around orjson's depth limit and Python's recursion limit
+            depth = draw(st.integers(900, 1030))
+            reading[draw(st.sampled_from(FIELDS["air_quality"]))] = _Nested(depth)
         return reading
     reading = {}
     if draw(st.booleans()):
@@ -180,7 +186,28 @@ def json_readings(draw) -> dict:
     return reading
 
 
+class _Nested:
+    """A JSON value nested ``depth`` lists deep (written by hand: orjson.dumps stops at 255)."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"<{self.depth} nested lists>"
+
+
 def _dumps(doc) -> bytes:
+    if isinstance(doc, list) and any(isinstance(d, dict) and any(isinstance(v, _Nested) for v in d.values()) for d in doc) or (
+        isinstance(doc, dict) and any(isinstance(v, _Nested) for v in doc.values())
+    ):
+        items = doc if isinstance(doc, list) else [doc]
+        parts = []
+        for d in items:
+            plain = {k: v for k, v in d.items() if not isinstance(v, _Nested)}
+            body = _dumps(plain)[1:-1]
+            nested = b",".join(_dumps(k) + b":" + _nest(v.depth) for k, v in d.items() if isinstance(v, _Nested))
+            parts.append(b"{" + body + (b"," if body and nested else b"") + nested + b"}")
+        return b"[" + b",".join(parts) + b"]" if isinstance(doc, list) else parts[0]
     try:
         return orjson.dumps(doc)
     except (TypeError, orjson.JSONEncodeError):  # ints beyond 64 bits: write them by hand
@@ -273,9 +300,15 @@ def valid_lp_lines(draw) -> str:
         "healthy": st.sampled_from(["t", "true", "True", "f", "false", "F"]),
     }
     names = draw(st.lists(st.sampled_from(FIELDS["server"]), min_size=1, unique=True))
+    values = [draw(specs[n]) for n in names]
+    ts = draw(st.one_of(st.none(), st.integers(1764230400_000_000_000 - 86400 * 10**9, 1764230400_000_000_000 + 10**11).map(str)))
+    wrong = draw(st.integers(0, 3))  # one thing wrong, a quarter of the time each
+    if wrong == 1:
+        values[draw(st.integers(0, len(values) - 1))] = draw(lp_values)
+    elif wrong == 2:
+        ts = draw(lp_timestamps)
     line = "server" + draw(st.sampled_from(["", ",device=dc-srv-01"]))
-    line += " " + ",".join(f"{n}={draw(specs[n])}" for n in names)
-    ts = draw(st.one_of(st.none(), st.integers(1764230400_000_000_000 - 86400 * 10**9, 1764230400_000_000_000 + 10**11)))
+    line += " " + ",".join(f"{n}={v}" for n, v in zip(names, values))
     return line if ts is None else f"{line} {ts}"
 
 
@@ -350,6 +383,8 @@ SERVER_TOPIC = "laocai/dc_laocai/server/dc-srv-01"
 #: (topic, payload) for the whole Validator.message path: mostly a registered device's topic
 #: with a payload in its format (so decoding and checking are reached), then everything else.
 messages = st.one_of(
+    st.tuples(st.just(AQ_TOPIC), json_payloads()),
+    st.tuples(st.just(SERVER_TOPIC), lp_payloads()),
     st.tuples(st.just(AQ_TOPIC), json_payloads()),
     st.tuples(st.just(SERVER_TOPIC), lp_payloads()),
     st.tuples(topics(), st.one_of(json_payloads(), lp_payloads())),
@@ -437,9 +472,16 @@ YAML_SCALARS = (
 )
 
 
+_DOCS: dict[str, object] = {}
+
+
 def registry_docs() -> dict[str, object]:
-    """The test registry's files, parsed (the starting point every mutation copies)."""
-    return {f: yaml.safe_load((REGISTRY_DIR / f).read_text(encoding="utf-8")) for f in REGISTRY_FILES}
+    """The test registry's files, parsed: a fresh copy, the starting point of every mutation."""
+    import copy
+
+    if not _DOCS:
+        _DOCS.update({f: yaml.safe_load((REGISTRY_DIR / f).read_text(encoding="utf-8")) for f in REGISTRY_FILES})
+    return copy.deepcopy(_DOCS)
 
 
 def registry_texts() -> dict[str, str]:
@@ -564,10 +606,13 @@ def apply_mutations(docs: dict[str, object], muts, scalars: dict[str, str]) -> N
             parent[key] = _retype(parent[key], arg)
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def render(docs: dict[str, object], scalars: dict[str, str]) -> dict[str, str]:
     out = {}
     for fname, doc in docs.items():
-        text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, default_flow_style=None, width=1_000_000)
+        text = yaml.dump(doc, Dumper=_DUMPER, allow_unicode=True, sort_keys=False, default_flow_style=None, width=1_000_000)
         for token, raw in scalars.items():
             text = text.replace(token, raw)
         out[fname] = text
