@@ -111,7 +111,9 @@ def cmd_simulate(args) -> int:
     host, port = settings.mqtt_host_port
     pub = MqttPublisher(host, port, protocol=5 if settings.mqtt_protocol == "5" else 4,
                         client_id=args.client_id, username=settings.mqtt_username or None,
-                        password=settings.mqtt_password or None)
+                        password=settings.mqtt_password or None, tls=settings.mqtt_tls,
+                        tls_ca=settings.mqtt_ca_file or None, client_cert=settings.mqtt_client_cert or None,
+                        client_key=settings.mqtt_client_key or None)
     stop = _stop_event()
     try:
         sim.run(pub.publish, duration_s=args.duration, stop=stop)
@@ -139,6 +141,12 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(args)
+
+
+def cmd_mqtt_acl(args) -> int:
+    from .mqtt_security import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--client-id", default="fansipan-simulator")
     sim.set_defaults(func=cmd_simulate)
+
+    acl = sub.add_parser("mqtt-acl", help="write mosquitto's password file and ACL, and per-device credentials, from the registry")
+    from .mqtt_security import add_arguments as mqtt_acl_arguments
+    mqtt_acl_arguments(acl)
+    acl.set_defaults(func=cmd_mqtt_acl)
 
     bench = sub.add_parser("bench", help="benchmarks (figures go to BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

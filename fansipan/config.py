@@ -34,6 +34,9 @@ class Settings:
     mqtt_protocol: str = "5"  # "5" or "3.1.1"
     mqtt_share_group: str = ""
     mqtt_client_id: str = "fansipan-collector"
+    mqtt_ca_file: str = ""  # mqtts://: PEM file of the CA that signed the broker's certificate (empty: system CAs)
+    mqtt_client_cert: str = ""  # mqtts://: PEM client certificate, for a listener with require_certificate true
+    mqtt_client_key: str = ""  # its private key (empty: the key is in the certificate file)
     store: str = "sqlite"
     sqlite_path: str = "var/fansipan.sqlite"
     influx_url: str = "http://127.0.0.1:8086"
@@ -91,6 +94,14 @@ class Settings:
         u = urlsplit(self.mqtt_url)
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
             raise bad("MQTT_URL", f"{self.mqtt_url!r} is not mqtt://host:port or mqtts://host:port")
+        for var, path in (("MQTT_CA_FILE", self.mqtt_ca_file), ("MQTT_CLIENT_CERT", self.mqtt_client_cert),
+                          ("MQTT_CLIENT_KEY", self.mqtt_client_key)):
+            if path and u.scheme != "mqtts":
+                raise bad(var, f"is set, but FANSIPAN_MQTT_URL {self.mqtt_url!r} is not mqtts://: TLS would not be used")
+            if path and not Path(path).is_file():
+                raise bad(var, f"{path!r}: no such file")
+        if self.mqtt_client_key and not self.mqtt_client_cert:
+            raise bad("MQTT_CLIENT_KEY", "set without FANSIPAN_MQTT_CLIENT_CERT")
         if self.mqtt_protocol not in ("5", "3.1.1"):
             raise bad("MQTT_PROTOCOL", f"{self.mqtt_protocol!r}: expected 5 or 3.1.1")
         if self.mqtt_share_group and not self.mqtt_share_group.replace("-", "").replace("_", "").isalnum():

@@ -21,6 +21,8 @@ writer thread decodes, validates, writes and acknowledges.
 from __future__ import annotations
 
 import logging
+import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -134,10 +136,14 @@ class Collector:
         if s.mqtt_username:
             client.username_pw_set(s.mqtt_username, s.mqtt_password or None)
         if s.mqtt_tls:
-            client.tls_set()
+            # Verify the broker against FANSIPAN_MQTT_CA_FILE (empty: the system's CAs), host name
+            # included; present a client certificate if the listener has require_certificate true.
+            client.tls_set(ca_certs=s.mqtt_ca_file or None, certfile=s.mqtt_client_cert or None,
+                           keyfile=s.mqtt_client_key or None)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         return client
 
@@ -162,6 +168,19 @@ class Collector:
             self.stats.connected = True
         log.info("connected to MQTT broker %s:%s (session %s); subscribed to %d topic filters",
                  host, port, "resumed" if flags.session_present else "new", len(subs))
+
+    def _on_connect_fail(self, client, userdata):
+        # paho calls this from inside its `except OSError` around the (re)connect: that exception says
+        # why (refused, unreachable, a TLS certificate that does not verify). paho retries by itself.
+        exc = sys.exc_info()[1]
+        host, port = self.settings.mqtt_host_port
+        msg = f"cannot connect to the MQTT broker {host}:{port}: {exc or 'connection failed'}"
+        if isinstance(exc, ssl.SSLError):
+            msg += " (check FANSIPAN_MQTT_CA_FILE, the host name in FANSIPAN_MQTT_URL against the broker's certificate, FANSIPAN_MQTT_CLIENT_CERT/_KEY)"
+        (log.error if isinstance(exc, ssl.SSLError) else log.warning)(msg)
+        with self.stats.lock:
+            self.stats.connected = False
+            self.stats.last_error = msg
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self.stats.lock:

@@ -38,7 +38,8 @@ class MqttPublisher:
 
     def __init__(self, host: str, port: int = 1883, protocol: int | str = 5, client_id: str = "fansipan-simulator",
                  qos: int = 1, username: str | None = None, password: str | None = None, keepalive: int = 30,
-                 max_inflight: int = 1000, connect_timeout: float = 10.0):
+                 max_inflight: int = 1000, connect_timeout: float = 10.0, tls: bool = False,
+                 tls_ca: str | None = None, client_cert: str | None = None, client_key: str | None = None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"MQTT protocol must be 5 or 4 ('3.1.1'), got {protocol!r}")
         if qos not in (0, 1, 2):
@@ -58,6 +59,10 @@ class MqttPublisher:
                                   protocol=PROTOCOLS[protocol], clean_session=None if v5 else True)
         if username:
             self.client.username_pw_set(username, password)
+        if tls or tls_ca or client_cert:
+            # mqtts: verify the broker against tls_ca (None: the system's CAs), host name included;
+            # client_cert/client_key for a listener with require_certificate true.
+            self.client.tls_set(ca_certs=tls_ca, certfile=client_cert, keyfile=client_key)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)  # our own window bounds what paho holds
         self.client.reconnect_delay_set(0.5, 10)
