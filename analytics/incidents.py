@@ -162,7 +162,11 @@ class IncidentStore:
         have = {d[0] for d in self._db.execute("SELECT * FROM incidents LIMIT 0").description}
         for name, sql_type in ADDED_COLUMNS:
             if name not in have:
-                self._db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {sql_type}")
+                try:
+                    self._db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {sql_type}")
+                except sqlite3.OperationalError as exc:  # another process (API, detector) added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self._db.close()

@@ -28,6 +28,8 @@ from device_profiles import Registry
 from .grid import align
 from .incidents import Condition, Incident, IncidentStore
 from .limits import LimitDetector
+from .multivariate import MULTIVARIATE_KINDS, KindMultivariate
+from .peers import PEER_FIELDS, KindPeers
 from .silence import SilenceDetector
 from .statistics import KindStatistics
 from .topology import Topology
@@ -52,6 +54,13 @@ class DetectionService:
         self.devices = {k: sorted(d.id for d in registry.devices_of(k)) for k in registry.kinds}
         self.limits = {k: LimitDetector(registry.kinds[k], self.devices[k]) for k in registry.kinds}
         self.stats = {k: KindStatistics(registry.kinds[k], self.devices[k]) for k in registry.kinds} if statistics else {}
+        # Multivariate (data-center kinds, IsolationForest trained on an hour of clean history) and peers
+        # (a sensor that disagrees with its neighbours of the same kind).
+        self.multivariate = {k: KindMultivariate(registry.kinds[k], self.devices[k],
+                                                 train_cols=max(60, int(3600 / registry.kinds[k].reporting.interval_s)))
+                             for k in MULTIVARIATE_KINDS if k in registry.kinds and self.devices[k]} if statistics else {}
+        self.peers = {k: KindPeers(registry.kinds[k], self.devices[k], registry)
+                      for k in PEER_FIELDS if k in registry.kinds and self.devices[k]} if statistics else {}
         self.step_ns = {k: int(p.reporting.interval_s * 1e9) for k, p in registry.kinds.items()}
         # Start far enough back to warm the statistical baselines up on history.
         self.cursor = {k: (now - int(history_s * 1e9)) // s * s for k, s in self.step_ns.items()}
@@ -116,8 +125,9 @@ class DetectionService:
         cols = align(frame, self.devices[kind], fields, start, step, n_cols)
         times = start + step * np.arange(n_cols, dtype=np.int64)
         self.limits[kind].update(cols, times)
-        if kind in self.stats:
-            self.stats[kind].update(cols, times)
+        for per_kind in (self.stats, self.multivariate, self.peers):
+            if kind in per_kind:
+                per_kind[kind].update(cols, times)
         for f, block in cols.items():
             have = ~np.isnan(block)
             any_have = have.any(axis=1)
@@ -131,8 +141,9 @@ class DetectionService:
 
     def _kind_conditions(self, kind: str) -> list[Condition]:
         out = self.limits[kind].conditions(self.registry)
-        if kind in self.stats:
-            out += self.stats[kind].conditions(self.registry)
+        for per_kind in (self.stats, self.multivariate, self.peers):
+            if kind in per_kind:
+                out += per_kind[kind].conditions(self.registry)
         return out
 
     def _write_events(self, changes, now: int) -> None:

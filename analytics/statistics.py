@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device_profiles import Profile
+from device_profiles.models import DEFAULT_DETECTORS
 
 from .detectors import CusumDrift, RobustShift, SeasonalShift, StuckSensor  # noqa: F401 (CusumDrift: see DRIFT)
 from .incidents import Condition
@@ -80,6 +81,9 @@ class KindStatistics:
         spec = [profile.fields[f] for f in self.fields]
         # A value frozen at the edge of the valid range (0 V on battery, 0 % load) is a state, not a stuck sensor.
         self._last = np.full(n, np.nan)
+        # Which rows each check may raise conditions for: the profile says which checks watch which field.
+        watch = [s.detectors if s.detectors is not None else DEFAULT_DETECTORS for s in spec]
+        self._watched = {c.kind: np.array([c.kind in w for w in watch] * len(devices), dtype=bool) for c in checks}
         self._lo = np.array([s.min for s in spec] * len(devices), dtype=np.float64)
         self._span = np.array([s.max - s.min for s in spec] * len(devices), dtype=np.float64)
 
@@ -116,7 +120,7 @@ class KindStatistics:
         nf = len(self.fields)
         out = []
         for check, _, decider in self.checks:
-            active = decider.active()
+            active = decider.active() & self._watched[check.kind]
             if check.kind == "stuck":
                 active &= (self._last != 0.0) & (self._last != 1.0)
             per_device = active.reshape(len(self.devices), nf)

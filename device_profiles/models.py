@@ -22,6 +22,9 @@ IDENT = r"^[a-z][a-z0-9_-]{0,62}$"
 IDENT_RE = re.compile(IDENT)
 
 FieldType = Literal["float", "int", "bool"]
+# Statistical checks a field can opt into (analytics/statistics.py); limits always apply where marks are set.
+DetectorName = Literal["stuck", "anomaly", "seasonal"]
+DEFAULT_DETECTORS = ("stuck", "anomaly", "seasonal")
 
 
 class Strict(BaseModel):
@@ -67,6 +70,9 @@ class FieldSpec(Strict):
     max: float | None = None
     description: str = ""
     limits: Limits | None = None
+    detectors: list[DetectorName] | None = Field(
+        default=None, description="statistical checks that watch this field (default: stuck, anomaly, seasonal); "
+        "a field that follows a schedule (lamps on at dusk) should leave out 'anomaly'")
 
     @model_validator(mode="after")
     def _range(self) -> FieldSpec:
