@@ -121,6 +121,10 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 405:
         return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}: "
                                                          "see /docs for the methods it takes", {})
+    if exc.status_code == 400:  # Starlette could not read the body (not JSON, not UTF-8)
+        return error_response(400, "bad_parameter", f"body: {exc.detail}: send a JSON object with "
+                                                    "Content-Type: application/json; see /docs for its schema",
+                              {"parameter": "body"})
     return error_response(exc.status_code, "http_error", str(exc.detail), {}, getattr(exc, "headers", None))
 
 

@@ -1,18 +1,24 @@
 """Sparklines for the status page: the last hour of one field per device, as SVG polylines.
 
 Rendered on the server (no JavaScript on the page): each device's readings are
-averaged per minute, and every run of minutes with data becomes one polyline,
-so a gap in the data is a gap in the line, not a straight lie across it.
+averaged per minute by the store (one small windowed query per device, a few
+at a time: reading whole frames would fetch every field of the kind), and every
+run of minutes with data becomes one polyline, so a gap in the data is a gap in
+the line, not a straight lie across it.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 NS = 1_000_000_000
 WIDTH, HEIGHT = 120, 28
+# Long-lived, so its threads (and the per-thread SQLite connections the store opens) are reused,
+# not opened anew on every page view.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fansipan-sparklines")
 
 
 @dataclass(frozen=True)
@@ -25,18 +31,18 @@ class Sparkline:
     high: float | None
 
 
-def minute_means(frame, field: str, start_ns: int, minutes: int) -> dict[str, np.ndarray]:
+def minute_means(store, devices: list[str], field: str, start_ns: int, end_ns: int,
+                 minutes: int) -> dict[str, np.ndarray]:
     """device -> float[minutes] of per-minute means (NaN where no reading)."""
-    out = {}
-    col = frame.values[field]
-    bucket = (frame.ts_ns - start_ns) // (60 * NS)
-    for i, dev in enumerate(frame.devices):
-        rows = (frame.device_idx == i) & ~np.isnan(col) & (bucket >= 0) & (bucket < minutes)
-        sums = np.bincount(bucket[rows], weights=col[rows], minlength=minutes)
-        counts = np.bincount(bucket[rows], minlength=minutes)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[dev] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return out
+    def one(dev: str) -> np.ndarray:
+        out = np.full(minutes, np.nan)
+        for t, v in store.query(dev, field, start_ns, end_ns, 60, "mean"):
+            i = (t - start_ns) // (60 * NS)
+            if 0 <= i < minutes:
+                out[i] = v
+        return out
+
+    return dict(zip(devices, _POOL.map(one, devices)))  # InfluxDB answers several queries at once
 
 
 def polylines(series: np.ndarray, low: float, high: float) -> tuple[str, ...]:
@@ -64,7 +70,7 @@ def sparklines(registry, store, kind: str, field: str, now_ns: int, minutes: int
     devices = sorted(d.id for d in registry.devices_of(kind))
     if not devices:
         return []
-    means = minute_means(store.frame(kind, start, now_ns, devices), field, start, minutes)
+    means = minute_means(store, devices, field, start, now_ns, minutes)
     every = np.concatenate([m[~np.isnan(m)] for m in means.values()] or [np.array([])])
     low = float(min(0.0, every.min())) if every.size else 0.0
     high = float(np.percentile(every, 99)) if every.size else 1.0  # one spike must not flatten every line

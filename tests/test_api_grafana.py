@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from test_api import BACKENDS, CUT_S, REGISTRY, YTY_DEVICES, error_of, iso, world  # noqa: F401  (world: fixture)
+from test_api import BACKENDS, CUT_S, REGISTRY, YTY_DEVICES, error_of, iso, shared_world
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "grafana-datasource.md"
 G = "/api/v1/grafana"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, request):
+    return shared_world(tmp_path_factory, request)
 
 
 def query(c, w, *targets, interval_ms=60_000, adhoc=None):

@@ -236,6 +236,14 @@ def test_bug2_json_measurement_not_a_string(topic, payload):
     _strict_message(topic, payload)
 
 
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG-2: ingest/validate.py _check slices a '_measurement' that is a JSON object")
+@example(topic=S.AQ_TOPIC, payload=b'{"pm25": 0.0, "_measurement": {}}')
+@EXPLICIT
+@given(topic=st.just(S.AQ_TOPIC), payload=st.just(b""))
+def test_bug2b_json_measurement_an_object(topic, payload):
+    _strict_message(topic, payload)
+
+
 @pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG-3: ingest/decoders.py int() of a timestamp '--5' escapes decode_line_protocol")
 @example(topic=S.SERVER_TOPIC, payload=b"server cpu_pct=1 --5")
 @EXPLICIT
@@ -301,6 +309,22 @@ def test_bug5b_sites_not_utf8(fname, data):
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
 def test_bug5c_yaml_deep_nesting(fname, data):
+    _strict_loader(fname, data)
+
+
+@pytest.mark.xfail(strict=True, raises=AttributeError, reason="BUG-5: device_profiles/loader.py _read_yaml lets PyYAML's AttributeError for '!!timestamp x' out")
+@example(fname="kinds/server.yaml", data=(_SERVER_YAML + "extra: !!timestamp x\n").encode())
+@EXPLICIT
+@given(fname=st.just(""), data=st.just(b""))
+def test_bug5d_yaml_timestamp_tag(fname, data):
+    _strict_loader(fname, data)
+
+
+@pytest.mark.xfail(strict=True, raises=KeyError, reason="BUG-5: device_profiles/loader.py _read_yaml lets PyYAML's KeyError for '!!bool x' out")
+@example(fname="sites.yaml", data=(_SITES_YAML + "extra: !!bool x\n").encode())
+@EXPLICIT
+@given(fname=st.just(""), data=st.just(b""))
+def test_bug5e_yaml_bool_tag(fname, data):
     _strict_loader(fname, data)
 
 

@@ -188,9 +188,8 @@ def values(payload: dict[str, Any], key: str) -> list[str] | None:
             out += [p.strip() for p in text[1:-1].replace(",", "|").split("|")]
         else:
             out.append(text)
-    out = [v for v in out if v.lower() not in ALL]
-    if not out or len(out) < len(items) and any(str(i).strip().lower() in ALL for i in items):
-        return None  # "All" anywhere in the selection means everything
+    if not out or any(v.lower() in ALL for v in out):
+        return None  # "All" (or nothing) anywhere in the selection means everything
     return out
 
 

@@ -18,7 +18,7 @@ from ..models import (AcknowledgeIn, AssignIn, CommentIn, CommentOut, IncidentDe
                       IncidentSummary, Member, ResolveIn)
 from ..params import TIME_HELP, check_district, check_site, parse_time, to_dt
 
-router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], responses=responses(401, 403, 422, 503))
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], responses=responses(400, 401, 403, 422, 503))
 
 IncidentId = Annotated[int, Path(ge=1, le=2**53, description="incident id", examples=[7])]
 _ACTION_ERRORS = responses(404, 409)

@@ -11,7 +11,7 @@ from ..errors import ApiError, not_found, responses
 from ..keys import KeyRefused
 from ..models import KeyCreated, KeyCreateIn, KeyOut
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=responses(400, 401, 403, 422))
 
 
 @router.post("", response_model=KeyCreated, status_code=201, summary="Create a key / Tạo khóa API",

@@ -44,15 +44,17 @@ TALLY: Counter = Counter()
 KNOWN_BUGS = {
     "BUG-1": ((RecursionError,), "ingest/validate.py", {"_show"}, "",
               "repr() of a JSON value nested ~1000 deep (orjson allows 1024) overflows the stack"),
-    "BUG-2": ((TypeError,), "ingest/validate.py", {"_check"}, "not subscriptable",
+    "BUG-2": ((TypeError,), "ingest/validate.py", {"_check"}, r"not subscriptable|unhashable type: 'slice'",
               "a JSON reading with a non-string '_measurement' key: measurement[:64] on an int/None/dict"),
     "BUG-3": ((ValueError,), "ingest/decoders.py", {"_lp_line", "_lp_value"}, "int",
               "line protocol: int() of '--5', '²', or more than 4300 digits escapes as ValueError"),
     "BUG-4": ((OverflowError,), "ingest/validate.py", {"_check"}, "too large to convert to float",
               "line protocol: a timestamp over ~1.8e308 ns overflows (ts_ns - arrived_ns) / 1e9"),
-    "BUG-5": ((ValueError, RecursionError), "device_profiles/loader.py", {"_read_yaml"}, "",
-              "loader: PyYAML's ValueError (2001-02-30), UnicodeDecodeError (a cp1258/UTF-16 file), "
-              "RecursionError (deep nesting) escape instead of a ProfileError"),
+    "BUG-5": ((ValueError, RecursionError, AttributeError, IndexError, KeyError, TypeError), "device_profiles/loader.py",
+              {"_read_yaml"}, "",
+              "loader: what PyYAML raises besides YAMLError escapes instead of a ProfileError: ValueError (2001-02-30, "
+              "!!int x, 5000 digits), UnicodeDecodeError (a cp1258/UTF-16 file), RecursionError (deep nesting), "
+              "AttributeError (!!timestamp x), KeyError (!!bool x), IndexError (!!int with no value)"),
     "BUG-6": ((), "device_profiles/models.py", set(), "",
               "loader: a field range 'min: .nan' / 'max: .nan' loads (min >= max is never true for NaN)"),
 }

@@ -465,6 +465,7 @@ YAML_SCALARS = (
     ".inf", "-.inf", "1e-400", "2001-02-03", "2001-02-30", "2001-13-01", "2001-02-03 25:00:00", "2001-02-03T04:05:06Z",
     "2001-02-03t04:05:06.1+07:00", "11:00", "190:20:30", "12:60", '"11:00"', "'11:99'", '""', "''", "[]", "{}",
     "[a, b]", "{a: 1}", "!!binary aGVsbG8=", "!!binary x", "!!str 1", "!!int x", "!!float x", "!!timestamp x",
+    "!!timestamp", "!!int", "!!float", "!!bool x", "!!int 0x", "!!float .", "!!null x", "!!set [1]", "!!omap [a]", "9" * 5000,
     "!!python/object:os.system x", "&a 1", "*nope", str(2**80), "-" + str(2**80), "1" * 400, "😀", "\"\\u200f\"",
     '"\\0"', '"\\ud800"', "|\n  block", ">-\n  folded", "? complex", "%", "@reserved", "`tick", "a: b: c", "- x",
     "laocai/{site}/server/{device}", "laocai/+/server/{device}", "{device}", "dc-srv-01", "ta_van", "server",
