@@ -91,7 +91,9 @@ def test_collector_killed_mid_stream_loses_nothing(mosquitto, tmp_path):
         pub.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    assert stored_readings(tmp_path / "store.sqlite") == want
+    stored = stored_readings(tmp_path / "store.sqlite")
+    print(f"\nRELIABILITY collector SIGKILL: sent {want} stored {stored} lost {want - stored}")
+    assert stored == want
 
 
 def test_mosquitto_restart_collector_reconnects_and_resubscribes(tmp_path):
@@ -125,7 +127,10 @@ def test_mosquitto_restart_collector_reconnects_and_resubscribes(tmp_path):
         collector.stop()
         broker.stop()
     assert collector.stats.snapshot()["readings_stored"] == first + sim2.stats.published_readings
-    assert stored_readings(tmp_path / "s.sqlite") == first + sim2.stats.published_readings
+    stored = stored_readings(tmp_path / "s.sqlite")
+    sent = first + sim2.stats.published_readings
+    print(f"\nRELIABILITY mosquitto restart: sent {sent} stored {stored} lost {sent - stored}")
+    assert stored == sent
 
 
 class SwitchableStore:
@@ -169,4 +174,6 @@ def test_spool_full_means_backpressure_not_loss(mosquitto, tmp_path, caplog):
                  and collector.stats.snapshot()["spool"].get("batches", 1) == 0, 90, "everything stored")
     finally:
         collector.stop()
-    assert stored_readings(tmp_path / "s.sqlite") == want
+    stored = stored_readings(tmp_path / "s.sqlite")
+    print(f"\nRELIABILITY spool full: sent {want} held back at the broker {held_back} stored {stored} lost {want - stored}")
+    assert stored == want
