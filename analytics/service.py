@@ -90,6 +90,7 @@ class DetectionService:
         for event, inc in changes:
             log.info("incident %s #%d [%s] %s", event, inc.id, inc.severity, inc.title)
         self._write_events(changes, now)
+        self.incidents.heartbeat()  # wall clock: the API's detector-lag metric reads it
         self.cycles += 1
         return changes
 

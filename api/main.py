@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                incidents: IncidentStore | None = None, *, keys: KeyStore | None = None,
                api_settings: ApiSettings | None = None, clock: Callable[[], int] = time.time_ns) -> FastAPI:
     """Build the API. Whatever is not passed is opened from the settings, and closed at shutdown."""
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env(mqtt=False)
     api_settings = api_settings or ApiSettings.from_env()
     registry = registry or load_registry(settings.profiles_dir)
     owned = []
@@ -113,7 +113,7 @@ def serve(settings: Settings | None = None, api_settings: ApiSettings | None = N
     """Run the API with uvicorn on FANSIPAN_API_HOST:FANSIPAN_API_PORT (default 127.0.0.1:8080)."""
     import uvicorn
 
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env(mqtt=False)
     api_settings = api_settings or ApiSettings.from_env()
     app = create_app(settings, api_settings=api_settings)
     log.info("Fansipan API on http://%s:%d (docs: /docs, status page: /status)", api_settings.host, api_settings.port)

@@ -86,7 +86,7 @@ def cmd_detect(args) -> int:
     from analytics.service import DetectionService
     from storage.factory import open_store
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(mqtt=False)
     registry = load_registry(settings.profiles_path())
     store = open_store(settings, registry)
     incidents = IncidentStore(settings.incidents_path)
@@ -124,6 +124,19 @@ def cmd_simulate(args) -> int:
     print(f"published {st.published_messages} messages, {st.published_readings} valid readings, "
           f"malformed on purpose: {dict(st.malformed_by_reason)}")
     return 0
+
+
+def cmd_serve(args) -> int:
+    from api.main import serve
+
+    serve(Settings.from_env(mqtt=False))
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from api.keys import main as keys_main
+
+    return keys_main(args.keys_args)
 
 
 def cmd_bench(args) -> int:
@@ -188,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt_acl_arguments(acl)
     acl.set_defaults(func=cmd_mqtt_acl)
 
+    srv = sub.add_parser("serve", help="run the API (telemetry, devices, sites, incidents, Grafana data source, /status)")
+    srv.set_defaults(func=cmd_serve)
+    keys = sub.add_parser("keys", help="API keys: create --role admin|operator|viewer --name NAME | list | revoke ID",
+                          add_help=False)
+    keys.add_argument("keys_args", nargs=argparse.REMAINDER)
+    keys.set_defaults(func=cmd_keys)
+
     bench = sub.add_parser("bench", help="benchmarks (figures go to BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     nab = bench_sub.add_parser("nab", help="stream the detector over the NAB corpus and score it with NAB's scoring")
@@ -207,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fault", action="append", default=None, metavar="NAME:TARGET[:START[:DURATION]]",
                       help="faults to inject (default: a scripted set, see README)")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--api-port", type=int, default=8080,
+                      help="serve the API and the status page here during the demo (0: any free port, -1: no API)")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -55,7 +55,8 @@ class Settings:
     detect_every_s: int = 5
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, environ: dict[str, str] | None = None, *, mqtt: bool = True, **overrides) -> Settings:
+        """``mqtt=False`` for services that never talk to the broker (detector, API): its safety checks are skipped."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
@@ -71,7 +72,7 @@ class Settings:
                     values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         s = cls(**values)
-        s.check()
+        s.check(mqtt=mqtt)
         return s
 
     @property
@@ -83,7 +84,7 @@ class Settings:
     def mqtt_tls(self) -> bool:
         return urlsplit(self.mqtt_url).scheme == "mqtts"
 
-    def check(self) -> None:
+    def check(self, mqtt: bool = True) -> None:
         def bad(var: str, why: str) -> ConfigError:
             return ConfigError(f"FANSIPAN_{var}: {why}")
 
@@ -120,10 +121,10 @@ class Settings:
         if self.store == "influx2" and self.env == "development" and not self.influx_token:
             raise bad("INFLUX_TOKEN", "InfluxDB 2.x/3.x needs an API token")
         if self.env == "production":
-            self._check_production(bad)
+            self._check_production(bad, mqtt)
 
-    def _check_production(self, bad) -> None:
-        if not self.mqtt_username or not self.mqtt_password:
+    def _check_production(self, bad, mqtt: bool) -> None:
+        if mqtt and (not self.mqtt_username or not self.mqtt_password):
             raise bad("MQTT_PASSWORD", "production refuses anonymous MQTT: set FANSIPAN_MQTT_USERNAME and FANSIPAN_MQTT_PASSWORD")
         if self.store == "sqlite":
             raise bad("STORE", "production stores telemetry in InfluxDB: set FANSIPAN_STORE=influx1 or influx2")
@@ -131,7 +132,7 @@ class Settings:
             raise bad("INFLUX_TOKEN", "production needs a real InfluxDB token (not empty, not the CHANGE_ME placeholder)")
         if self.store == "influx1" and not self.influx_password:
             raise bad("INFLUX_PASSWORD", "production refuses an InfluxDB 1.x without authentication")
-        if "CHANGE_ME" in self.mqtt_password:
+        if mqtt and "CHANGE_ME" in self.mqtt_password:
             raise bad("MQTT_PASSWORD", "still the CHANGE_ME placeholder")
 
     def profiles_path(self) -> Path:

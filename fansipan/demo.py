@@ -20,6 +20,7 @@ from analytics.service import DetectionService
 from analytics.topology import UNREACHABLE
 from device_profiles import load_registry
 from ingest.collector import Collector
+from ingest.spool import Spool
 from storage.factory import open_store
 
 from .broker import LocalBroker
@@ -55,7 +56,7 @@ def run_demo(args) -> int:
     faults = [Fault.parse(f) for f in (args.fault if args.fault is not None else DEFAULT_FAULTS)]
     store_path = Path(args.store_path)
     incidents_path = store_path.with_name("incidents.sqlite")
-    for path in (store_path, incidents_path):
+    for path in (store_path, incidents_path, store_path.with_name("spool.sqlite")):
         for suffix in ("", "-wal", "-shm"):  # each demo run starts empty, so its counts add up
             Path(str(path) + suffix).unlink(missing_ok=True)
 
@@ -65,10 +66,11 @@ def run_demo(args) -> int:
     settings = Settings(
         mqtt_url=f"mqtt://127.0.0.1:{broker.port}", mqtt_protocol=broker.protocol, store="sqlite",
         sqlite_path=str(store_path), mqtt_client_id="fansipan-demo-collector", batch_size=1000, batch_ms=200,
+        incidents_path=str(incidents_path), spool_path=str(store_path.with_name("spool.sqlite")),
     )
     settings.check()
     store = open_store(settings, registry)
-    collector = Collector(settings, registry, store)
+    collector = Collector(settings, registry, store, spool=Spool(settings.spool_path, settings.spool_max_mb * 1024 * 1024))
     collector.start()
     deadline = time.monotonic() + 15
     while not collector.stats.snapshot()["connected"]:
@@ -98,6 +100,7 @@ def run_demo(args) -> int:
     det_stop = threading.Event()
     det_thread = threading.Thread(target=detector.run, args=(1.0, det_stop), name="detector", daemon=True)
     det_thread.start()
+    api_server = _serve_api(args, settings, registry, store, incidents, sim_clock)
     try:
         while sim_thread.is_alive():
             sim_thread.join(2.0)
@@ -110,6 +113,8 @@ def run_demo(args) -> int:
         drained = _drain(sim, collector, timeout=30)
         det_stop.set()
         det_thread.join(30)
+        if api_server is not None:
+            api_server.should_exit = True
         detector.cycle()  # one last look with everything stored
         _progress(started, sim, collector, incidents)
         collector.stop()
@@ -125,6 +130,30 @@ def run_demo(args) -> int:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
         print(f"summary written to {args.summary_json}")
     return 0 if drained else 1
+
+
+def _serve_api(args, settings, registry, store, incidents, clock):
+    """The API on 127.0.0.1 for the length of the demo, with a fresh admin key printed once."""
+    if args.api_port < 0:
+        return None
+    import uvicorn
+
+    from api.keys import KeyStore
+    from api.main import create_app
+    from api.settings import ApiSettings
+
+    from .broker import free_port
+
+    port = args.api_port or free_port()
+    keys = KeyStore(settings.incidents_path)
+    _, token = keys.create("demo", "admin")
+    app = create_app(settings, registry, store, incidents, keys=keys, clock=clock,
+                     api_settings=ApiSettings(host="127.0.0.1", port=port, status_public=True))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+    print(f"API: http://127.0.0.1:{port}/docs  (admin key for this demo: {token})\n"
+          f"status page / trang trạng thái: http://127.0.0.1:{port}/status", flush=True)
+    return server
 
 
 def _expected(sim) -> int:
