@@ -114,12 +114,12 @@ class Topology:
         relation = self._relation(root, members)
         n = len(members)
         if battery or relation == "power":
-            kind, title = "power_loss", f"Mất điện / Power lost at {where}: {n} device{"s" if n != 1 else ""} unreachable"
+            kind, title = "power_loss", f"Mất điện / Power lost at {where}: {n} device{'s' if n != 1 else ''} unreachable"
             cause = (f"{', '.join(battery)} reported running on battery before the site went silent"
                      if battery else f"power feed {root} is silent and every device it feeds with it")
             evidence["on_battery_before_silence"] = battery
         elif root in silent:
-            kind, title = "uplink_down", f"Mất kết nối / Uplink down at {where}: {n} device{"s" if n != 1 else ""} unreachable"
+            kind, title = "uplink_down", f"Mất kết nối / Uplink down at {where}: {n} device{'s' if n != 1 else ''} unreachable"
             cause = f"{root} ({dev.kind}) and the {n} devices that reach the network through it are silent"
         else:
             kind, title = "dependants_silent", f"Thiết bị phía sau mất tín hiệu / {n} devices behind {root} silent at {where}"

@@ -244,6 +244,14 @@ def test_bug2b_json_measurement_an_object(topic, payload):
     _strict_message(topic, payload)
 
 
+@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG-2: ingest/validate.py _check repr()s a '_measurement' nested 1000 deep")
+@example(topic=S.AQ_TOPIC, payload=b'{"pm25": 0.0, "_measurement": ' + b"[" * 1000 + b"]" * 1000 + b"}")
+@EXPLICIT
+@given(topic=st.just(S.AQ_TOPIC), payload=st.just(b""))
+def test_bug2c_json_measurement_deeply_nested(topic, payload):
+    _strict_message(topic, payload)
+
+
 @pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG-3: ingest/decoders.py int() of a timestamp '--5' escapes decode_line_protocol")
 @example(topic=S.SERVER_TOPIC, payload=b"server cpu_pct=1 --5")
 @EXPLICIT

@@ -44,8 +44,9 @@ TALLY: Counter = Counter()
 KNOWN_BUGS = {
     "BUG-1": ((RecursionError,), "ingest/validate.py", {"_show"}, "",
               "repr() of a JSON value nested ~1000 deep (orjson allows 1024) overflows the stack"),
-    "BUG-2": ((TypeError,), "ingest/validate.py", {"_check"}, r"not subscriptable|unhashable type: 'slice'",
-              "a JSON reading with a non-string '_measurement' key: measurement[:64] on an int/None/dict"),
+    "BUG-2": ((TypeError, RecursionError), "ingest/validate.py", {"_check"}, r"not subscriptable|unhashable type: 'slice'|repr",
+              "a JSON reading with a non-string '_measurement' key: measurement[:64] on an int/None/dict, "
+              "or repr() of a deeply nested list there"),
     "BUG-3": ((ValueError,), "ingest/decoders.py", {"_lp_line", "_lp_value"}, "int",
               "line protocol: int() of '--5', '²', or more than 4300 digits escapes as ValueError"),
     "BUG-4": ((OverflowError,), "ingest/validate.py", {"_check"}, "too large to convert to float",
