@@ -96,6 +96,13 @@ def _read_yaml(path: Path, problems: list[str]):
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problems.append(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): save the file as UTF-8")
+    except RecursionError:
+        problems.append(f"{path}: nested too deep to be a profile")
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        # PyYAML's constructors let these out for tagged scalars (!!timestamp x, !!bool x, 2001-02-30).
+        problems.append(f"{path}: a value YAML cannot build: {type(exc).__name__}: {str(exc)[:200]}")
     return _UNREADABLE
 
 

@@ -10,6 +10,7 @@ being silently ignored.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import time
 from typing import Literal
@@ -81,6 +82,8 @@ class FieldSpec(Strict):
                 raise ValueError("a bool field takes no min/max")
         elif self.min is None or self.max is None:
             raise ValueError(f"a {self.type} field needs both min and max (its valid range)")
+        elif not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"min and max must be finite numbers, got {self.min} and {self.max}")
         elif self.min >= self.max:
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
         return self

@@ -12,10 +12,14 @@ validator's job, not the decoder's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
 import orjson
+
+
+_INT = re.compile(r"-?[0-9]{1,19}")  # what an int64 can hold; str.isdigit() also accepts '²'
 
 
 class DecodeError(ValueError):
@@ -27,6 +31,8 @@ class RawReading(NamedTuple):
     fields: dict  # field name -> value as decoded (not yet checked)
     device: str | None  # device id named inside the payload, if any
     ts_unit: str = "auto"  # "auto": seconds/ms/us/ns told by magnitude; "ns": always nanoseconds
+    measurement: str | None = None  # line protocol: must be the device's kind
+    extra_tags: tuple[str, ...] = ()  # line protocol: tag keys other than device (refused by the validator)
 
 
 Decoder = Callable[[bytes], list]
@@ -125,7 +131,7 @@ def _lp_value(raw: str):
         raise DecodeError("empty field value")
     if raw[0] == '"':
         return _unescape(raw[1:-1])  # a string: kept so the validator can say "wrong type"
-    if raw[-1] in "iu" and raw[:-1].lstrip("-").isdigit():
+    if raw[-1] in "iu" and _INT.fullmatch(raw[:-1]):
         return int(raw[:-1])
     low = raw.lower()
     if low in ("t", "true"):
@@ -159,27 +165,24 @@ def _lp_line(line: str) -> RawReading:
         fields[_unescape(kv[0])] = _lp_value(kv[1])
     ts = None
     if len(parts) == 3:
-        if not parts[2].lstrip("-").isdigit():
-            raise DecodeError(f"timestamp {parts[2]!r} is not an integer (nanoseconds)")
+        if not _INT.fullmatch(parts[2]):
+            raise DecodeError(f"timestamp {parts[2][:40]!r} is not an integer of nanoseconds (at most 19 digits)")
         ts = int(parts[2])
     measurement = _unescape(head[0])
     if not measurement:
         raise DecodeError("empty measurement name")
-    fields["_measurement"] = measurement
-    extra = set(tags) - {"device"}
-    if extra:
-        # Tags become series identity; we take ours from the registry and refuse
-        # anything else rather than silently dropping what the sender meant.
-        fields.update({f"_tag_{k}": tags[k] for k in extra})
-    return RawReading(ts, fields, tags.get("device"), "ns")
+    # Tags become series identity; we take ours from the registry and refuse
+    # anything else rather than silently dropping what the sender meant.
+    extra = tuple(sorted(set(tags) - {"device"}))
+    return RawReading(ts, fields, tags.get("device"), "ns", measurement, extra)
 
 
 @register("line_protocol")
 def decode_line_protocol(payload: bytes) -> list:
     """InfluxDB line protocol, one reading per line, timestamps in nanoseconds.
 
-    The measurement is returned as the ``_measurement`` field and extra tags as
-    ``_tag_<key>`` fields, so the validator can check them against the profile.
+    The measurement and any tag keys besides ``device`` come back apart from
+    the fields, so the validator can check them against the profile.
     """
     try:
         text = payload.decode("utf-8")

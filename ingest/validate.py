@@ -9,6 +9,7 @@ reason from :data:`REASONS` and a detail an engineer can act on.
 from __future__ import annotations
 
 import math
+import reprlib
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -90,10 +91,14 @@ def to_ns(ts, unit: str = "auto") -> int:
     if isinstance(ts, float) and not math.isfinite(ts):
         raise ValueError(f"timestamp {ts} is not a finite number")
     if unit == "ns":
-        return int(ts)
-    a = abs(ts)
-    scale = 1_000_000_000 if a < 1e11 else 1_000_000 if a < 1e14 else 1_000 if a < 1e17 else 1
-    return int(round(ts * scale)) if isinstance(ts, float) else int(ts) * scale
+        ns = int(ts)
+    else:
+        a = abs(ts)
+        scale = 1_000_000_000 if a < 1e11 else 1_000_000 if a < 1e14 else 1_000 if a < 1e17 else 1
+        ns = int(round(ts * scale)) if isinstance(ts, float) else int(ts) * scale
+    if not -(2**63) < ns < 2**63:
+        raise ValueError(f"timestamp {str(ts)[:40]} is out of range (beyond the year 2262)")
+    return ns
 
 
 def check_value(name: str, value, spec) -> tuple[str, str] | None:
@@ -114,9 +119,13 @@ def check_value(name: str, value, spec) -> tuple[str, str] | None:
     return None
 
 
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 60, 60, 4, 4
+
+
 def _show(value) -> str:
-    text = repr(value)
-    return (text[:60] + "...") if len(text) > 60 else text
+    """A short repr that cannot recurse: payloads may nest thousands deep."""
+    return _REPR.repr(value)
 
 
 class Validator:
@@ -178,18 +187,17 @@ class Validator:
             return "unknown_device", f"payload names device {raw.device[:64]!r} but the topic names {device_id!r}"
         fields = raw.fields
         specs = profile.fields
-        if "_measurement" in fields:
-            fields = dict(fields)
-            measurement = fields.pop("_measurement")
-            if measurement != profile.kind:
-                return "decode_error", f"measurement {measurement[:64]!r} is not the device's kind {profile.kind!r}"
+        if raw.measurement is not None and raw.measurement != profile.kind:
+            return "decode_error", f"measurement {raw.measurement[:64]!r} is not the device's kind {profile.kind!r}"
+        if raw.extra_tags:
+            return "unknown_field", (f"tag {raw.extra_tags[0][:64]!r} is not declared in profile {profile.kind!r} "
+                                     "(only the device tag is read; site and district come from the registry)")
         if not fields:
             return "unknown_field", "the reading holds no field"
         for name, value in fields.items():
             spec = specs.get(name)
             if spec is None:
-                what = f"tag {name[5:][:64]!r}" if name.startswith("_tag_") else f"field {name[:64]!r}"
-                return "unknown_field", f"{what} is not declared in profile {profile.kind!r} (declared: {', '.join(specs)})"
+                return "unknown_field", f"field {name[:64]!r} is not declared in profile {profile.kind!r} (declared: {', '.join(specs)})"
             bad = check_value(name, value, spec)
             if bad is not None:
                 return bad

@@ -53,6 +53,8 @@ def _check_name(s: str, what: str) -> str:
 
 
 def escape_measurement(s: str) -> str:
+    if s.startswith("#"):  # InfluxDB reads a line starting with '#' as a comment: the point would vanish
+        raise ValueError(f"measurement {s!r} cannot start with '#'")
     return _check_name(s, "measurement").translate(_MEASUREMENT)
 
 

@@ -220,7 +220,7 @@ def _strict_message(topic, payload):
         P.check_message(VALIDATOR, topic, payload, S.ARRIVED_NS)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG-1: ingest/validate.py _show repr()s a JSON value nested 1000 deep")
+# regression, BUG-1 (fixed): ingest/validate.py _show repr()s a JSON value nested 1000 deep
 @example(topic=S.AQ_TOPIC, payload=b'{"pm25":' + b"[" * 1000 + b"]" * 1000 + b"}")
 @EXPLICIT
 @given(topic=st.just(S.AQ_TOPIC), payload=st.just(b""))
@@ -228,7 +228,7 @@ def test_bug1_deeply_nested_json_value(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG-2: ingest/validate.py _check slices a non-string '_measurement' from JSON")
+# regression, BUG-2 (fixed): ingest/validate.py _check slices a non-string '_measurement' from JSON
 @example(topic=S.AQ_TOPIC, payload=b'{"_measurement": 5, "pm25": 1}')
 @EXPLICIT
 @given(topic=st.just(S.AQ_TOPIC), payload=st.just(b""))
@@ -236,7 +236,7 @@ def test_bug2_json_measurement_not_a_string(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG-2: ingest/validate.py _check slices a '_measurement' that is a JSON object")
+# regression, BUG-2 (fixed): ingest/validate.py _check slices a '_measurement' that is a JSON object
 @example(topic=S.AQ_TOPIC, payload=b'{"pm25": 0.0, "_measurement": {}}')
 @EXPLICIT
 @given(topic=st.just(S.AQ_TOPIC), payload=st.just(b""))
@@ -244,7 +244,7 @@ def test_bug2b_json_measurement_an_object(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG-2: ingest/validate.py _check repr()s a '_measurement' nested 1000 deep")
+# regression, BUG-2 (fixed): ingest/validate.py _check repr()s a '_measurement' nested 1000 deep
 @example(topic=S.AQ_TOPIC, payload=b'{"pm25": 0.0, "_measurement": ' + b"[" * 1000 + b"]" * 1000 + b"}")
 @EXPLICIT
 @given(topic=st.just(S.AQ_TOPIC), payload=st.just(b""))
@@ -252,7 +252,7 @@ def test_bug2c_json_measurement_deeply_nested(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG-3: ingest/decoders.py int() of a timestamp '--5' escapes decode_line_protocol")
+# regression, BUG-3 (fixed): ingest/decoders.py int() of a timestamp '--5' escapes decode_line_protocol
 @example(topic=S.SERVER_TOPIC, payload=b"server cpu_pct=1 --5")
 @EXPLICIT
 @given(topic=st.just(S.SERVER_TOPIC), payload=st.just(b""))
@@ -260,7 +260,7 @@ def test_bug3a_lp_timestamp_double_minus(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG-3: ingest/decoders.py int() of a superscript digit ('²'.isdigit() is True)")
+# regression, BUG-3 (fixed): ingest/decoders.py int() of a superscript digit ('²'.isdigit() is True)
 @example(topic=S.SERVER_TOPIC, payload="server procs=²i".encode())
 @EXPLICIT
 @given(topic=st.just(S.SERVER_TOPIC), payload=st.just(b""))
@@ -268,7 +268,7 @@ def test_bug3b_lp_integer_unicode_digit(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG-3: ingest/decoders.py int() of more than 4300 digits")
+# regression, BUG-3 (fixed): ingest/decoders.py int() of more than 4300 digits
 @example(topic=S.SERVER_TOPIC, payload=b"server procs=" + b"9" * 5000 + b"i")
 @EXPLICIT
 @given(topic=st.just(S.SERVER_TOPIC), payload=st.just(b""))
@@ -276,7 +276,7 @@ def test_bug3c_lp_integer_too_many_digits(topic, payload):
     _strict_message(topic, payload)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="BUG-4: ingest/validate.py (ts_ns - arrived_ns) / 1e9 overflows for a 400-digit timestamp")
+# regression, BUG-4 (fixed): ingest/validate.py (ts_ns - arrived_ns) / 1e9 overflows for a 400-digit timestamp
 @example(topic=S.SERVER_TOPIC, payload=b"server cpu_pct=1 " + b"9" * 400)
 @EXPLICIT
 @given(topic=st.just(S.SERVER_TOPIC), payload=st.just(b""))
@@ -296,7 +296,7 @@ _SERVER_YAML = (S.REGISTRY_DIR / "kinds" / "server.yaml").read_text(encoding="ut
 _SITES_YAML = (S.REGISTRY_DIR / "sites.yaml").read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG-5: device_profiles/loader.py _read_yaml lets PyYAML's ValueError for 2001-02-30 out")
+# regression, BUG-5 (fixed): device_profiles/loader.py _read_yaml lets PyYAML's ValueError for 2001-02-30 out
 @example(fname="kinds/server.yaml", data=(_SERVER_YAML + "extra: 2001-02-30\n").encode())
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
@@ -304,7 +304,7 @@ def test_bug5a_yaml_impossible_date(fname, data):
     _strict_loader(fname, data)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason="BUG-5: device_profiles/loader.py _read_yaml lets UnicodeDecodeError out (file saved as cp1258)")
+# regression, BUG-5 (fixed): device_profiles/loader.py _read_yaml lets UnicodeDecodeError out (file saved as cp1258)
 @example(fname="sites.yaml", data=_SITES_YAML.encode("cp1258", errors="replace"))
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
@@ -312,7 +312,7 @@ def test_bug5b_sites_not_utf8(fname, data):
     _strict_loader(fname, data)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG-5: device_profiles/loader.py _read_yaml lets RecursionError out (YAML nested 1000 deep)")
+# regression, BUG-5 (fixed): device_profiles/loader.py _read_yaml lets RecursionError out (YAML nested 1000 deep)
 @example(fname="kinds/server.yaml", data=(_SERVER_YAML + "extra: " + "[" * 1000 + "]" * 1000 + "\n").encode())
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
@@ -320,7 +320,7 @@ def test_bug5c_yaml_deep_nesting(fname, data):
     _strict_loader(fname, data)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason="BUG-5: device_profiles/loader.py _read_yaml lets PyYAML's AttributeError for '!!timestamp x' out")
+# regression, BUG-5 (fixed): device_profiles/loader.py _read_yaml lets PyYAML's AttributeError for '!!timestamp x' out
 @example(fname="kinds/server.yaml", data=(_SERVER_YAML + "extra: !!timestamp x\n").encode())
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
@@ -328,7 +328,7 @@ def test_bug5d_yaml_timestamp_tag(fname, data):
     _strict_loader(fname, data)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="BUG-5: device_profiles/loader.py _read_yaml lets PyYAML's KeyError for '!!bool x' out")
+# regression, BUG-5 (fixed): device_profiles/loader.py _read_yaml lets PyYAML's KeyError for '!!bool x' out
 @example(fname="sites.yaml", data=(_SITES_YAML + "extra: !!bool x\n").encode())
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
@@ -336,7 +336,7 @@ def test_bug5e_yaml_bool_tag(fname, data):
     _strict_loader(fname, data)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG-6: device_profiles/models.py FieldSpec accepts min/max .nan (min >= max is false for NaN)")
+# regression, BUG-6 (fixed): device_profiles/models.py FieldSpec accepts min/max .nan (min >= max is false for NaN)
 @example(fname="kinds/server.yaml", data=_SERVER_YAML.replace("min: 0, max: 100}", "min: .nan, max: .nan}").encode())
 @EXPLICIT
 @given(fname=st.just(""), data=st.just(b""))
@@ -359,7 +359,7 @@ def _check_measurement(kind: str) -> None:
     assert len(lines) == 1 and lines[0].measurement == kind
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG-7: storage/line_protocol.py writes a measurement starting with '#': InfluxDB skips the line as a comment")
+# regression, BUG-7 (fixed): storage/line_protocol.py writes a measurement starting with '#': InfluxDB skips the line as a comment
 @example(kind="#server")
 @EXPLICIT
 @given(kind=st.just("server"))
