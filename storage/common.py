@@ -42,6 +42,30 @@ class Reader(Protocol):
 
 
 
+class WritesLineProtocol:
+    """The write half shared by the InfluxDB stores: encode, then ``self._send(lines)`` (durable on return)."""
+
+    _encoder: object
+    where: str
+
+    def write(self, points: Sequence, rejected: Sequence[Rejected] = ()) -> None:
+        """Store a batch; durable when it returns. Writing it again is harmless (same series and time: stored once)."""
+        try:
+            lines = self._encoder.point_lines(points) + self._encoder.rejected_lines(rejected)
+        except ValueError as exc:
+            raise StoreError(f"{self.where}: batch refused before sending: {exc}", retryable=False) from exc
+        self._send(lines)
+
+    def write_incident_events(self, events) -> None:
+        """Incident events next to the telemetry, for the boards' annotations (see line_protocol)."""
+        from .line_protocol import incident_event_lines
+
+        self._send(incident_event_lines(events))
+
+    def _send(self, lines: list[str]) -> None:
+        raise NotImplementedError
+
+
 class ReadsThroughReader:
     """The read half of a store that writes one way and reads through ``self.reader``."""
 

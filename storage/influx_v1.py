@@ -17,16 +17,15 @@ credentials) and the database.
 from __future__ import annotations
 
 import gzip as _gzip
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
 
-from .base import Point, Rejected, StoreError
-from .common import ReadsThroughReader, float_fields, http_error, safe_url, unreachable
+from .base import StoreError
+from .common import ReadsThroughReader, WritesLineProtocol, float_fields, http_error, safe_url, unreachable
 from .frame import MAX_ROWS, check_max_rows
 from .influxql import InfluxQLReader, error_text, ident, literal
-from .line_protocol import Encoder, incident_event_lines
+from .line_protocol import Encoder
 
 __all__ = ["InfluxV1Store", "InfluxQLReader", "ident", "literal"]  # the reader lived here before storage.influxql
 
@@ -34,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
 
 
-class InfluxV1Store(ReadsThroughReader):
+class InfluxV1Store(WritesLineProtocol, ReadsThroughReader):
     """InfluxDB 1.x: telemetry and quarantine in one database (see the module docstring)."""
 
     def __init__(self, url: str, database: str, registry: Registry, username: str | None = None,
@@ -85,22 +84,6 @@ class InfluxV1Store(ReadsThroughReader):
         if not err.retryable:
             err.args = (err.args[0] + "; create it yourself (CREATE DATABASE), or give this user admin rights",)
         raise err
-
-    def write(self, points: Sequence[Point], rejected: Sequence[Rejected] = ()) -> None:
-        """POST the batch to /write in chunks of ``batch_size`` lines; durable when it returns.
-
-        A failure part-way leaves the earlier chunks written; writing the whole
-        batch again is harmless (same series and time -> stored once).
-        """
-        try:
-            lines = self._encoder.point_lines(points) + self._encoder.rejected_lines(rejected)
-        except ValueError as exc:
-            raise StoreError(f"{self.where}: batch refused before sending: {exc}", retryable=False) from exc
-        self._send(lines)
-
-    def write_incident_events(self, events) -> None:
-        """Incident events next to the telemetry, for the boards' annotations (see line_protocol)."""
-        self._send(incident_event_lines(events))
 
     def _send(self, lines: list[str]) -> None:
         if not lines:

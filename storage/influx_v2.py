@@ -20,7 +20,6 @@ token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
@@ -29,17 +28,16 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from .base import Point, Rejected, StoreError
-from .common import Reader, ReadsThroughReader, float_fields, http_error, safe_url, unreachable
+from .common import Reader, ReadsThroughReader, WritesLineProtocol, float_fields, http_error, safe_url, unreachable
 from .frame import MAX_ROWS, check_max_rows
 from .influxql import InfluxQLReader
-from .line_protocol import Encoder, incident_event_lines
+from .line_protocol import Encoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
 
 
-class InfluxV2Store(ReadsThroughReader):
+class InfluxV2Store(WritesLineProtocol, ReadsThroughReader):
     """InfluxDB 2.x/3.x (or any server taking ``/api/v2/write``) behind the Store contract.
 
     ``reader`` (default: InfluxQL on this server's ``/query``) answers the
@@ -70,18 +68,6 @@ class InfluxV2Store(ReadsThroughReader):
 
     def __repr__(self) -> str:
         return f"InfluxV2Store({self.url!r}, org={self.org!r}, bucket={self.bucket!r})"
-
-    def write(self, points: Sequence[Point], rejected: Sequence[Rejected] = ()) -> None:
-        """Write the batch synchronously in chunks of ``batch_size`` lines; durable when it returns."""
-        try:
-            lines = self._encoder.point_lines(points) + self._encoder.rejected_lines(rejected)
-        except ValueError as exc:
-            raise StoreError(f"{self.where}: batch refused before sending: {exc}", retryable=False) from exc
-        self._send(lines)
-
-    def write_incident_events(self, events) -> None:
-        """Incident events next to the telemetry, for the boards' annotations (see line_protocol)."""
-        self._send(incident_event_lines(events))
 
     def _send(self, lines: list[str]) -> None:
         doing = f"write {len(lines)} lines"
