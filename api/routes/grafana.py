@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..deps import NowDep, RegistryDep, StateDep, Viewer
 from ..errors import responses
@@ -51,7 +52,9 @@ def metric_payload_options(key: Viewer, registry: RegistryDep, body: PayloadOpti
 def query(key: Viewer, state: StateDep, now: NowDep, body: QueryIn) -> JSONResponse:
     # Returned as a ready JSONResponse: re-validating tens of thousands of datapoints against the
     # response model would cost more than the query itself (the model still documents the shape).
-    return JSONResponse(gq.run(state, now, body))
+    # orjson renders 20 series of 1,440 points about 6x faster than the json module (BENCHMARKS.md).
+    return Response(orjson.dumps(gq.run(state, now, body), option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json")
 
 
 @router.post("/variable", response_model=list[VariableValue], response_model_by_alias=True,
