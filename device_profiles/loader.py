@@ -94,8 +94,8 @@ def _read_yaml(path: Path, problems: list[str]):
         return _UNREADABLE
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problems.append(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
+        where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
+        problems.append(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}")
     except UnicodeDecodeError as exc:
         problems.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): save the file as UTF-8")
     except RecursionError:

@@ -55,6 +55,10 @@ class Limits(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Limits:
+        for name in ("warn_above", "crit_above", "warn_below", "crit_below", "hysteresis", "for_s"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v}")  # a NaN mark would never fire
         if self.warn_above is not None and self.crit_above is not None and self.crit_above < self.warn_above:
             raise ValueError("crit_above must not be below warn_above")
         if self.warn_below is not None and self.crit_below is not None and self.crit_below > self.warn_below:

@@ -52,10 +52,20 @@ def _check_name(s: str, what: str) -> str:
     return s
 
 
+# Measurement names and field keys come from the registry's identifiers. Anything else is refused rather
+# than escaped: measured against influxd 1.x, a leading '#' turns the line into a comment, a leading tab
+# or NUL is skipped, and some backslash sequences fail the whole write.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
+
+
+def _plain(s: str, what: str) -> str:
+    if not isinstance(s, str) or not _PLAIN_NAME.fullmatch(s):
+        raise ValueError(f"{what} {s!r} is not a plain name (letters, digits, _ . : -, not starting with . : -)")
+    return s
+
+
 def escape_measurement(s: str) -> str:
-    if s.startswith("#"):  # InfluxDB reads a line starting with '#' as a comment: the point would vanish
-        raise ValueError(f"measurement {s!r} cannot start with '#'")
-    return _check_name(s, "measurement").translate(_MEASUREMENT)
+    return _plain(s, "measurement")
 
 
 def escape_tag(s: str) -> str:
@@ -134,7 +144,7 @@ class Encoder:
         if k is None:
             if name == "arrived_ms":
                 raise ValueError("field name 'arrived_ms' is reserved: the store writes it")
-            k = escape_tag(name)
+            k = _plain(name, "field key")
             if len(self._keys) > _MAX_CACHE:
                 self._keys.clear()
             self._keys[name] = k
