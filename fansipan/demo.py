@@ -144,7 +144,7 @@ def _serve_api(args, settings, registry, store, incidents, clock):
 
     from .broker import free_port
 
-    port = args.api_port or free_port()
+    port = args.api_port if args.api_port and _port_free(args.api_port) else free_port()
     keys = KeyStore(settings.incidents_path)
     _, token = keys.create("demo", "admin")
     app = create_app(settings, registry, store, incidents, keys=keys, clock=clock,
@@ -154,6 +154,17 @@ def _serve_api(args, settings, registry, store, incidents, clock):
     print(f"API: http://127.0.0.1:{port}/docs  (admin key for this demo: {token})\n"
           f"status page / trang trạng thái: http://127.0.0.1:{port}/status", flush=True)
     return server
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:  # taken: the demo picks another port and says which
+            return False
 
 
 def _expected(sim) -> int:
