@@ -83,9 +83,9 @@ def run_demo(args) -> int:
           f"speed x{args.speed:g}; faults: {', '.join(str(f) for f in faults) or 'none'}")
     sim = Simulation(registry, faults=faults, seed=args.seed, speed=args.speed)
     # The detector runs on simulated time: at x60 a minute of the province passes every second. It looks
-    # one wall second behind the simulator, the time a reading takes through broker, batch and store, so
-    # the pipeline's own latency, multiplied by the speed-up, does not pass for silence.
-    behind_ns = int(max(1.0, args.speed) * 1e9)
+    # three wall seconds behind the simulator, more than a reading takes through broker, batch and store
+    # on a busy machine, so the pipeline's own latency, multiplied by the speed-up, does not pass for silence.
+    behind_ns = int(3 * max(1.0, args.speed) * 1e9)
     sim_clock = lambda: int(sim.sim_time.timestamp() * 1e9) - behind_ns if sim.sim_time else time.time_ns()  # noqa: E731
     incidents = IncidentStore(incidents_path, clear_hold_s=120, reopen_s=600)
     pub = MqttPublisher("127.0.0.1", broker.port, protocol=5 if broker.protocol == "5" else 4,
