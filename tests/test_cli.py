@@ -40,7 +40,7 @@ def test_bad_setting_stops_the_start_with_the_variable_named():
 def test_demo_on_the_embedded_default(tmp_path):
     """The main job: in-process broker (no server installed), collector, SQLite, simulator with faults."""
     summary = tmp_path / "summary.json"
-    r = run("demo", "--duration", "12", "--broker", "amqtt", "--store-path", str(tmp_path / "demo.sqlite"),
+    r = run("demo", "--duration", "14", "--speed", "30", "--broker", "amqtt", "--store-path", str(tmp_path / "demo.sqlite"),
             "--fault", "uplink_cut:y_ty:60", "--fault", "clock_skew:cocleu-cam-1", "--fault", "malformed:0.01",
             "--summary-json", str(summary), timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
