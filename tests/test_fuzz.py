@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from device_profiles import load_registry
 from fuzz import properties as P
+from fuzz import registry_mutations as R
 from fuzz import strategies as S
 from fuzz.lp_reference import LPParseError, parse_line
 from ingest.validate import REASONS, Validator
@@ -195,19 +196,19 @@ def test_cardinality_attack_10000_messages():
 
 
 @budget(100)
-@given(muts=st.lists(S.mutations, min_size=1, max_size=4), damage=S.text_damage)
+@given(muts=st.lists(R.mutations, min_size=1, max_size=4), damage=R.text_damage)
 def test_profile_loader_registry_or_profile_error(muts, damage):
-    docs = S.registry_docs()
+    docs = R.registry_docs()
     scalars: dict[str, str] = {}
-    S.apply_mutations(docs, muts, scalars)
+    R.apply_mutations(docs, muts, scalars)
     with tempfile.TemporaryDirectory(prefix="fansipan-fuzz-") as tmp:
-        S.write_registry(Path(tmp), S.render(docs, scalars), damage)
+        R.write_registry(Path(tmp), R.render(docs, scalars), damage)
         run(P.check_loader, Path(tmp))
 
 
 def test_profile_loader_unmutated_copy_loads():
     with tempfile.TemporaryDirectory(prefix="fansipan-fuzz-") as tmp:
-        S.write_registry(Path(tmp), S.render(S.registry_docs(), {}), None)
+        R.write_registry(Path(tmp), R.render(R.registry_docs(), {}), None)
         P.check_registry(load_registry(tmp))
 
 
