@@ -1,6 +1,6 @@
 """Ingest throughput, end to end, against baselines measured in the same run.
 
-    python -m benchmarks.ingest [--messages 40000] [--batched-messages 2000]
+    python -m benchmarks.ingest [--messages 40000] [--batched-messages 2000] [--no-per-reading]
 
 Method: every consumer drains the same backlog from a real mosquitto. For each
 consumer we first open its persistent session (subscribe, disconnect), then
@@ -12,7 +12,15 @@ broker, the same messages and the same machine load.
 Consumers: ``mosquitto_sub`` (C, QoS 1, discards), a bare paho-mqtt subscriber
 that only counts (QoS 1, automatic acknowledgements), and the Fansipan
 collector (QoS 1, decode + validate + durable write, then acknowledge) into
-the embedded SQLite store and into a real InfluxDB 1.x.
+the embedded SQLite store and into a real InfluxDB 1.x; and, for the
+before/after comparison in the same run, the collector's per-reading path
+(``Collector(bulk=False)``) into InfluxDB.
+
+Scenarios: one reading a message (JSON), 100 readings a message (JSON), 100
+readings a message (line protocol): the simulator's devices of the kinds with
+that payload format.  Times are restamped just before publishing (unique, a
+fraction of a second in the past, in nanoseconds), so the clock tracker sees
+live devices, as in production, rather than a two-day-old replay.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -37,6 +46,7 @@ from device_profiles import load_registry
 from fansipan.broker import LocalBroker
 from fansipan.config import Settings
 from ingest.collector import Collector
+from ingest.validate import Validator
 from simulator.core import Simulation
 from simulator.publisher import MqttPublisher
 from storage.influx_v1 import InfluxV1Store
@@ -49,17 +59,49 @@ REGISTRY = load_registry()
 TOPIC = "laocai/#"
 
 
-def backlog(n_messages: int, batch: int) -> tuple[list[tuple[str, bytes]], int]:
-    """The simulator's messages, a fixed sample: (topic, payload) list and the readings in it."""
+def backlog(n_messages: int, batch: int, fmt: str | None = None) -> tuple[list[tuple[str, bytes]], int]:
+    """The simulator's messages, a fixed sample: (topic, payload) list and the readings in it.
+
+    ``fmt``: only devices whose kind sends that payload format (``json``, ``line_protocol``).
+    """
     start = datetime.now(timezone.utc) - timedelta(days=2)
     sim = Simulation(REGISTRY, seed=11, speed=0, start=start, batch=batch)
+    router = Validator(REGISTRY).router
+    formats: dict[str, str] = {}
     msgs, readings = [], 0
     for topic, payload, n in sim.messages(10**9):
+        if fmt is not None:
+            if topic not in formats:
+                found = router.route(topic)
+                formats[topic] = found[0].profile.format if found else ""
+            if formats[topic] != fmt:
+                continue
         msgs.append((topic, payload))
         readings += n
         if len(msgs) >= n_messages:
             break
     return msgs, readings
+
+
+def restamp(msgs: list[tuple[str, bytes]], fmt: str) -> list[tuple[str, bytes]]:
+    """The same readings with unique times (ns) ending now: what live devices would send."""
+    total = sum(p.count(b"\n") + 1 if fmt == "line_protocol" else max(1, p.count(b'"ts"')) for _t, p in msgs)
+    t = time.time_ns() - total * 1000
+    out = []
+    for topic, payload in msgs:
+        if fmt == "line_protocol":
+            lines = []
+            for line in payload.split(b"\n"):
+                lines.append(line.rsplit(b" ", 1)[0] + b" %d" % t)
+                t += 1000
+            out.append((topic, b"\n".join(lines)))
+            continue
+        doc = orjson.loads(payload)
+        for r in doc if isinstance(doc, list) else [doc]:
+            r["ts"] = t
+            t += 1000
+        out.append((topic, orjson.dumps(doc)))
+    return out
 
 
 def publish_all(port: int, msgs) -> None:
@@ -136,13 +178,14 @@ class MosquittoSub:
 
 
 class FansipanCollector:
-    def __init__(self, port: int, store, label: str):
-        self.name = f"Fansipan collector -> {label}"
+    def __init__(self, port: int, store, label: str, bulk: bool = True):
+        self.name = f"Fansipan collector -> {label}" + ("" if bulk else " (per-reading path)")
         self.settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{port}", mqtt_client_id=f"coll-{uuid.uuid4().hex[:6]}")
         self.store = store
+        self.bulk = bulk
 
     def _new(self) -> Collector:
-        return Collector(self.settings, REGISTRY, self.store)
+        return Collector(self.settings, REGISTRY, self.store, bulk=self.bulk)
 
     def open_session(self) -> None:
         c = self._new()
@@ -171,28 +214,66 @@ class FansipanCollector:
         return elapsed
 
 
+class InfluxAlone:
+    """The store's own ceiling: the same readings, encoded beforehand (untimed), written by InfluxV1Store._send."""
+
+    def __init__(self, url: str, database: str, concurrency: int):
+        self.name = f"InfluxDB 1.6.7 /write alone ({concurrency} request{'s' if concurrency > 1 else ''} at once)"
+        self.store = InfluxV1Store(url, database, REGISTRY, write_concurrency=concurrency)
+        self.msgs: list = []
+
+    def open_session(self) -> None:
+        pass
+
+    def drain(self, n_messages: int, n_readings: int) -> float:
+        from ingest.bulk import BulkValidator
+        from storage.bulk_encode import BulkLines
+        from storage.common import float_fields
+        from storage.line_protocol import Encoder
+
+        now = time.time_ns()
+        batch, rejected = BulkValidator(Validator(REGISTRY)).messages([(t, p, now) for t, p in self.msgs])
+        lines = BulkLines(Encoder(float_fields(REGISTRY))).lines(batch, rejected)
+        if len(lines) != n_readings:
+            raise RuntimeError(f"{self.name}: {len(lines)} lines for {n_readings} readings")
+        t0 = time.perf_counter()
+        for i in range(0, len(lines), 500_000):  # the collector's batch: 5,000 messages of 100 readings
+            self.store._send(lines[i:i + 500_000])
+        return time.perf_counter() - t0
+
+
 def run(args) -> list[dict]:
     broker = LocalBroker.start("mosquitto")
     tmp = Path(tempfile.mkdtemp(prefix="fansipan-bench-"))
     influxd = servers.start_influxd(tmp)
     rows = []
     try:
-        scenarios = [("1 reading/message", args.messages, 1), ("100 readings/message", args.batched_messages, 100)]
-        for label, n, batch in scenarios:
-            msgs, readings = backlog(n, batch)
+        scenarios = [("1 reading/message, JSON", args.messages, 1, "json"),
+                     ("100 readings/message, JSON", args.batched_messages, 100, "json"),
+                     ("100 readings/message, line protocol", args.batched_messages, 100, "line_protocol")]
+        for sn, (label, n, batch, fmt) in enumerate(scenarios):
+            msgs, readings = backlog(n, batch, fmt)
             consumers = [
                 MosquittoSub(broker.port),
                 BarePaho(broker.port),
-                FansipanCollector(broker.port, SQLiteStore(tmp / f"b{batch}.sqlite", REGISTRY), "SQLite (embedded)"),
-                FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{batch}", REGISTRY), "InfluxDB 1.6.7"),
+                FansipanCollector(broker.port, SQLiteStore(tmp / f"b{sn}.sqlite", REGISTRY), "SQLite (embedded)"),
+                FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{sn}", REGISTRY), "InfluxDB 1.6.7"),
             ]
+            if args.per_reading:
+                consumers.append(FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{sn}p", REGISTRY),
+                                                   "InfluxDB 1.6.7", bulk=False))
+            if batch > 1:
+                consumers += [InfluxAlone(influxd.url, f"alone{sn}c{c}", c) for c in (1, 2)]
             for consumer in consumers:
                 consumer.open_session()
-                publish_all(broker.port, msgs)
+                if isinstance(consumer, InfluxAlone):
+                    consumer.msgs = restamp(msgs, fmt)
+                else:
+                    publish_all(broker.port, restamp(msgs, fmt))
                 elapsed = consumer.drain(len(msgs), readings)
                 rows.append({"scenario": label, "consumer": consumer.name, "messages": len(msgs), "readings": readings,
                              "seconds": elapsed, "msg_s": len(msgs) / elapsed, "readings_s": readings / elapsed})
-                print(f"  {label:<22} {consumer.name:<42} {len(msgs) / elapsed:>10,.0f} msg/s {readings / elapsed:>11,.0f} readings/s",
+                print(f"  {label:<36} {consumer.name:<62} {len(msgs) / elapsed:>10,.0f} msg/s {readings / elapsed:>11,.0f} readings/s",
                       flush=True)
     finally:
         influxd.stop()
@@ -216,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=40_000, help="backlog size for one-reading messages")
     p.add_argument("--batched-messages", type=int, default=2_000, help="backlog size for 100-reading messages")
+    p.add_argument("--no-per-reading", dest="per_reading", action="store_false",
+                   help="leave out the collector's per-reading path (the before/after comparison)")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     command = "python -m benchmarks.ingest " + " ".join(argv)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 
 from storage.base import Point, Rejected, StoreError
+from storage.columns import ColumnBatch
 
 log = logging.getLogger("fansipan.collector")
 
@@ -27,8 +29,52 @@ def _point_as_reject(p: Point, why: str) -> Rejected:
     return Rejected(p.arrived_ns, f"(stored point of {p.device})", "store_rejected", why[:500], raw.encode(), p.kind, p.device)
 
 
-def deliver(store, points: list[Point], rejected: list[Rejected]) -> int:
-    """Write the batch; returns how many points the store refused (now quarantined). Raises retryable StoreError."""
+def as_points(points) -> list[Point]:
+    """A list of Points, from a list of Points or a ColumnBatch (the bulk path's batch)."""
+    return points.points() if isinstance(points, ColumnBatch) else points
+
+
+def count_by_kind(points) -> Counter:
+    return points.count_by_kind() if isinstance(points, ColumnBatch) else Counter(p.kind for p in points)
+
+
+def device_ids(points) -> set[str]:
+    return points.device_ids() if isinstance(points, ColumnBatch) else {p.device for p in points}
+
+
+def prepare(store, points, rejected: list[Rejected]):
+    """Encode a ColumnBatch for ``store`` now, on the validating thread, so the writing thread only sends.
+
+    Stores with ``encode_columns`` (storage.bulk_encode.WritesColumns); a batch they cannot encode is left
+    as it is: ``deliver`` meets the same refusal again and handles it there.
+    """
+    encode = getattr(store, "encode_columns", None)
+    if encode is not None and isinstance(points, ColumnBatch):
+        try:
+            points.encoded = encode(points, rejected)
+        except StoreError:
+            points.encoded = None
+    return points
+
+
+def deliver(store, points: list[Point] | ColumnBatch, rejected: list[Rejected]) -> int:
+    """Write the batch; returns how many points the store refused (now quarantined). Raises retryable StoreError.
+
+    A ColumnBatch goes to ``store.write_columns`` when the store has it (one encode in bulk, one request);
+    a store without it, or a batch it refuses, is handled as Points: split until the bad rows are alone.
+    """
+    if isinstance(points, ColumnBatch):
+        write_columns = getattr(store, "write_columns", None)
+        if write_columns is not None:
+            try:
+                write_columns(points, rejected)
+                return 0
+            except StoreError as exc:
+                if exc.retryable:
+                    raise
+                log.warning("store refused a bulk batch of %d rows (%s): splitting it to find the bad rows",
+                            len(points) + len(rejected), exc)
+        points = points.points()
     try:
         store.write(points, rejected)
         return 0

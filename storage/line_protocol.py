@@ -127,17 +127,25 @@ class Encoder:
         self._keys: dict[str, str] = {}
 
     def _prefix(self, p: Point) -> str:
-        key = (p.kind, p.device, p.site, p.district)
+        return self.tag_prefix(p.kind, p.device, p.site, p.district)
+
+    def tag_prefix(self, kind: str, device: str, site: str, district: str) -> str:
+        """``<kind>,device=..[,district=..],site=..``: the start of every line of that device."""
+        key = (kind, device, site, district)
         prefix = self._prefixes.get(key)
         if prefix is None:
-            tags = [("device", p.device), ("district", p.district), ("site", p.site)]
-            prefix = escape_measurement(p.kind) + "".join(
+            tags = [("device", device), ("district", district), ("site", site)]
+            prefix = escape_measurement(kind) + "".join(
                 f",{k}={escape_tag(v)}" for k, v in tags if v or k == "device" or k == "site"
             )
             if len(self._prefixes) > _MAX_CACHE:
                 self._prefixes.clear()
             self._prefixes[key] = prefix
         return prefix
+
+    def field_key(self, name: str) -> str:
+        """A field key as written (a plain name; ``arrived_ms`` is reserved). Raises ValueError."""
+        return self._keys.get(name) or self._key(name)
 
     def _key(self, name: str) -> str:
         k = self._keys.get(name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from device_profiles import load_registry
+from ingest.bulk import BulkValidator
 from ingest.validate import REASONS, Validator
 
 HERE = Path(__file__).parent
@@ -27,12 +28,22 @@ def test_cases_exist():
     assert len(CASES) >= 30
 
 
+@pytest.fixture(scope="module")
+def bulk(validator):
+    return BulkValidator(validator)
+
+
+@pytest.mark.parametrize("path", ["per_reading", "bulk"])  # the bulk path (ingest/bulk.py) must agree exactly
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_golden(case, validator):
+def test_golden(case, validator, bulk, path):
     topic = (case / "topic").read_text().strip()
     payload = (case / "payload").read_bytes()
     expected = json.loads((case / "expected.json").read_text())
-    points, rejected = validator.message(topic, payload, ARRIVED_NS)
+    if path == "bulk":
+        batch, rejected = bulk.messages([(topic, payload, ARRIVED_NS)])
+        points = batch.points()
+    else:
+        points, rejected = validator.message(topic, payload, ARRIVED_NS)
 
     got_points = [{"device": p.device, "ts_ns": p.ts_ns, "fields": p.fields} for p in points]
     assert got_points == expected["points"]

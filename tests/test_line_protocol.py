@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from storage import AGGREGATES, Point, Rejected
+from storage.bulk_encode import BulkLines
+from storage.columns import from_points
 from storage.line_protocol import Encoder, encode, quarantine_times, raw_text
 
 S = 1_000_000_000
@@ -38,9 +40,18 @@ LINES = [
 ]
 
 
+def _bulk_lines(points, float_fields=None):  # the bulk path: columns (storage/columns.py), then storage/bulk_encode.py
+    return BulkLines(Encoder(float_fields)).lines(from_points(points, float_fields))
+
+
+@pytest.mark.parametrize("path", ["per_point", "bulk"])
 @pytest.mark.parametrize("point,line", LINES)
-def test_point_lines(point, line):
-    assert Encoder({"weather": frozenset({"temperature"})}).point_lines([point]) == [line]
+def test_point_lines(point, line, path):
+    floats = {"weather": frozenset({"temperature"})}
+    if path == "bulk":
+        assert _bulk_lines([point], floats) == [line]
+    else:
+        assert Encoder(floats).point_lines([point]) == [line]
 
 
 @pytest.mark.parametrize("point", [
@@ -52,6 +63,8 @@ def test_point_lines(point, line):
 def test_unwritable_points_raise(point):
     with pytest.raises(ValueError):
         encode([point])
+    with pytest.raises(ValueError):
+        _bulk_lines([point])
 
 
 def test_rejected_lines():

@@ -1,0 +1,113 @@
+"""Line protocol for a :class:`~storage.columns.ColumnBatch`, column by column.
+
+Produces exactly the lines :class:`storage.line_protocol.Encoder` writes for
+the same points (tests/test_line_protocol.py runs its cases through both):
+float fields as Python's ``repr`` (shortest exact form), int fields and bools
+with the ``i`` suffix, ``arrived_ms`` last, tags from one precomputed prefix a
+device.  The work is one pass a field over a column (``float.__repr__`` or
+``int.__str__`` mapped over ``tolist()``), and one join a row; no Point, no
+dict a reading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Rejected, StoreError
+from .columns import ColumnBatch, KindColumns
+from .line_protocol import Encoder
+
+
+def _check_finite(kc: KindColumns) -> None:
+    floats = [j for j, t in enumerate(kc.types) if t == "float"]
+    if floats:
+        v = kc.values[:, floats]
+        bad = kc.present[:, floats] & ~np.isfinite(v)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(f"{kc.kind} field {kc.fields[floats[j]]!r} is {v[i, j]!r}: not a finite number")
+
+
+def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[str]:
+    """One line a row of ``kc``; ``prefixes[d]`` is device ``d``'s ``measurement,tags`` (see Encoder.tag_prefix).
+
+    One ``%`` template a presence pattern (usually one a kind): ``%r`` of a Python float is its repr,
+    ``%d`` of an int its digits, so each line is built by one C call.
+    """
+    n = len(kc)
+    if n == 0:
+        return []
+    _check_finite(kc)
+    keys = [encoder.field_key(f) for f in kc.fields]
+    conv = ["%r" if t == "float" else "%di" for t in kc.types]
+    cols = [kc.values[:, j].tolist() if t == "float" else kc.values[:, j].astype(np.int64).tolist()
+            for j, t in enumerate(kc.types)]
+    pre = [prefixes[d] for d in kc.device_idx.tolist()]
+    arrived = (kc.arrived_ns // 1_000_000).tolist()
+    ts = kc.ts_ns.tolist()
+    patterns = np.unique(kc.present, axis=0) if not kc.present.all() else np.ones((1, len(keys)), bool)
+    if len(patterns) == 1:
+        rows = [range(n)]
+    else:
+        code = kc.present @ (1 << np.arange(len(keys), dtype=np.int64))
+        rows = [np.flatnonzero(code == (p @ (1 << np.arange(len(keys), dtype=np.int64)))).tolist() for p in patterns]
+    out: list[str] = [""] * n
+    for pattern, rs in zip(patterns.tolist(), rows):
+        js = [j for j, p in enumerate(pattern) if p]
+        tmpl = "%s " + "".join(f"{keys[j]}={conv[j]}," for j in js) + "arrived_ms=%di %d"
+        if len(patterns) == 1:
+            return [tmpl % row for row in zip(pre, *(cols[j] for j in js), arrived, ts)]
+        for i in rs:
+            out[i] = tmpl % (pre[i], *(cols[j][i] for j in js), arrived[i], ts[i])
+    return out
+
+
+class BulkLines:
+    """Encodes ColumnBatches for one store; keeps the device prefixes of each DeviceTable it has seen."""
+
+    def __init__(self, encoder: Encoder):
+        self.encoder = encoder
+        self._table = None
+        self._prefixes: list[str] = []
+
+    def _prefixes_of(self, batch: ColumnBatch) -> list[str]:
+        t = batch.table
+        if t is not self._table:  # the collector keeps one table; ad hoc batches bring their own
+            self._table, self._prefixes = t, []
+        while len(self._prefixes) < len(t):  # tables only grow
+            i = len(self._prefixes)
+            self._prefixes.append(self.encoder.tag_prefix(t.kinds[i], t.ids[i], t.sites[i], t.districts[i]))
+        return self._prefixes
+
+    def lines(self, batch: ColumnBatch, rejected=()) -> list[str]:
+        """Raises ValueError for anything the per-point Encoder would refuse."""
+        prefixes = self._prefixes_of(batch)
+        out: list[str] = []
+        for kc in batch.kinds:
+            out.extend(kind_lines(kc, prefixes, self.encoder))
+        out.extend(self.encoder.point_lines(batch.extra))
+        out.extend(self.encoder.rejected_lines(rejected))
+        return out
+
+
+class WritesColumns:
+    """For a store that writes line protocol through ``self._send(lines)``: the bulk write.
+
+    Needs ``self._encoder`` (an Encoder) and ``self.where``; durable on return, as ``write``.
+    """
+
+    _bulk: BulkLines | None = None
+
+    def encode_columns(self, batch: ColumnBatch, rejected: list[Rejected] = ()) -> list[str]:
+        """The batch and ``rejected`` as lines; StoreError (not retryable) for what cannot be written."""
+        if self._bulk is None:
+            self._bulk = BulkLines(self._encoder)
+        try:
+            return self._bulk.lines(batch, rejected)
+        except ValueError as exc:
+            raise StoreError(f"{self.where}: batch refused before sending: {exc}", retryable=False) from exc
+
+    def write_columns(self, batch: ColumnBatch, rejected: list[Rejected] = ()) -> None:
+        """Durable on return; uses ``batch.encoded`` when the caller encoded it ahead with these rejects."""
+        lines = batch.encoded if batch.encoded is not None else self.encode_columns(batch, rejected)
+        self._send(lines)

@@ -1,0 +1,91 @@
+"""The bulk write into a real InfluxDB 1.x: what write_columns stores reads back as what write() stores.
+
+Several /write requests at once (storage/influx_v1.py ``write_concurrency``)
+keep each series in one request, in order, so the last write of a point wins
+within a batch as it does across batches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from device_profiles import load_registry
+from ingest.bulk import BulkValidator
+from ingest.delivery import deliver
+from ingest.validate import Validator
+from storage import InfluxV1Store
+
+pytestmark = pytest.mark.servers
+
+REGISTRY = load_registry(Path(__file__).parent / "fixtures" / "registry")
+S = 1_000_000_000
+T0 = 1_764_230_400 * S
+AQ, SRV = "laocai/ta_van/air_quality/tv-aq-1", "laocai/dc_laocai/server/dc-srv-01"
+
+
+def _messages(n: int) -> list[tuple[str, bytes, int]]:
+    out = []
+    for i in range(n):
+        readings = [{"ts": (T0 + (i * 10 + k) * S) // 10**6, "pm25": 1.5 + k, "humidity": 50.25, "samples": k,
+                     "heater_on": k % 2 == 0} for k in range(10)]
+        out.append((AQ, orjson.dumps(readings), T0 + 100 * S + i))
+        lines = [f"server,device=dc-srv-01 cpu_pct={k / 3!r},procs={k}i,healthy=t {T0 + (i * 10 + k) * S}" for k in range(10)]
+        out.append((SRV, "\n".join(lines).encode(), T0 + 100 * S + i))
+    out.append((AQ, b'{"pm25": 5000}', T0 + 200 * S))  # out of range: quarantined by both paths
+    return out
+
+
+@pytest.fixture()
+def stores(influxd):
+    made = []
+
+    def make(**kw):
+        s = InfluxV1Store(influxd.url, f"bulk_{uuid.uuid4().hex[:8]}", REGISTRY, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _contents(store) -> dict:
+    out = {}
+    for device, kind in (("tv-aq-1", "air_quality"), ("dc-srv-01", "server")):
+        for field in REGISTRY.kinds[kind].fields:
+            out[(device, field)] = store.query(device, field, T0 - S, T0 + 1000 * S)
+    out["quarantine"] = [(r.reason, r.detail, r.raw) for r in store.quarantined(T0, T0 + 1000 * S)]
+    return out
+
+
+def test_bulk_write_reads_back_like_the_per_point_write(stores):
+    msgs = _messages(20)
+    v = Validator(REGISTRY)
+    points, rejected = [], []
+    for m in msgs:
+        p, r = v.message(*m)
+        points += p
+        rejected += r
+    batch, bulk_rejected = BulkValidator(v).messages(msgs)
+    per_point = stores()
+    per_point.write(points, rejected)
+    bulk = stores(batch_size=37, write_concurrency=3)  # many requests, three at a time
+    assert deliver(bulk, batch, bulk_rejected) == 0
+    got = _contents(bulk)
+    assert got == _contents(per_point)
+    assert len(got[("tv-aq-1", "pm25")]) == 200 and len(got[("dc-srv-01", "procs")]) == 200
+    assert [reason for reason, _d, _r in got["quarantine"]] == ["out_of_range"]
+
+
+def test_last_write_of_a_point_wins_within_a_concurrent_batch(stores):
+    msgs = [(SRV, f"server,device=dc-srv-01 cpu_pct={v}.0 {T0 + (i % 7) * S}".encode(), T0 + 100 * S + i)
+            for i, v in enumerate(range(1, 60))]
+    batch, rejected = BulkValidator(Validator(REGISTRY)).messages(msgs)
+    store = stores(batch_size=3, write_concurrency=4)
+    store.write_columns(batch, rejected)
+    got = dict(store.query("dc-srv-01", "cpu_pct", T0 - S, T0 + 10 * S))
+    assert got == {T0 + k * S: float(max(v for i, v in enumerate(range(1, 60)) if i % 7 == k)) for k in range(7)}
