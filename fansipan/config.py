@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 
 ENVS = ("development", "production")
-STORES = ("sqlite", "influx1", "influx2")
+STORES = ("sqlite", "influx1", "influx2", "victoria")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class Settings:
     influx_token: str = field(default="", repr=False)
     influx_org: str = ""
     influx_bucket: str = "fansipan"
+    victoria_url: str = "http://127.0.0.1:8428"  # single node; a cluster's vminsert: http://vminsert:8480/insert/0/influx
+    victoria_read_url: str = ""  # empty: victoria_url; a cluster's vmselect: http://vmselect:8481/select/0/prometheus
     batch_size: int = 5000
     spool_path: str = "var/spool.sqlite"  # empty: no spool (the broker holds what the store cannot take)
     spool_max_mb: int = 1024
@@ -53,6 +55,7 @@ class Settings:
     profiles_dir: str = str(DEFAULT_DIR)
     incidents_path: str = "var/incidents.sqlite"
     detect_every_s: int = 5
+    detect_shard: str = "0/1"  # I/N: this detector is shard I of N (analytics/shard.py); 0/1 = not sharded
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, mqtt: bool = True, **overrides) -> Settings:
@@ -114,8 +117,17 @@ class Settings:
             raise bad("SPOOL_MAX_MB", f"{self.spool_max_mb}: expected 1..1000000 megabytes")
         if not 1 <= self.detect_every_s <= 3600:
             raise bad("DETECT_EVERY_S", f"{self.detect_every_s}: expected 1..3600 seconds")
+        from analytics.shard import Shard
+
+        try:
+            Shard.parse(self.detect_shard)
+        except ValueError as exc:
+            raise ConfigError(f"FANSIPAN_DETECT_SHARD (or fansipan detect --shard): {exc}") from None
         if not 1 <= self.batch_ms <= 60_000:
             raise bad("BATCH_MS", f"{self.batch_ms}: expected 1..60000 milliseconds")
+        for var, url in (("VICTORIA_URL", self.victoria_url), ("VICTORIA_READ_URL", self.victoria_read_url)):
+            if self.store == "victoria" and (url or var == "VICTORIA_URL") and urlsplit(url).scheme not in ("http", "https"):
+                raise bad(var, f"{url!r} is not http(s)://host:port[/path]")
         if self.store in ("influx1", "influx2") and urlsplit(self.influx_url).scheme not in ("http", "https"):
             raise bad("INFLUX_URL", f"{self.influx_url!r} is not http(s)://host:port")
         if self.store == "influx2" and self.env == "development" and not self.influx_token:
@@ -127,7 +139,8 @@ class Settings:
         if mqtt and (not self.mqtt_username or not self.mqtt_password):
             raise bad("MQTT_PASSWORD", "production refuses anonymous MQTT: set FANSIPAN_MQTT_USERNAME and FANSIPAN_MQTT_PASSWORD")
         if self.store == "sqlite":
-            raise bad("STORE", "production stores telemetry in InfluxDB: set FANSIPAN_STORE=influx1 or influx2")
+            raise bad("STORE", "production stores telemetry in InfluxDB or VictoriaMetrics, not SQLite: "
+                      "set FANSIPAN_STORE=influx1, influx2 or victoria")
         if self.store == "influx2" and (not self.influx_token or "CHANGE_ME" in self.influx_token):
             raise bad("INFLUX_TOKEN", "production needs a real InfluxDB token (not empty, not the CHANGE_ME placeholder)")
         if self.store == "influx1" and not self.influx_password:

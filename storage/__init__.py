@@ -3,7 +3,8 @@
 * :class:`SQLiteStore` - embedded, one machine, no server (standard library only);
 * :class:`InfluxV1Store` - InfluxDB 1.x over its HTTP API;
 * :class:`InfluxV2Store` - InfluxDB 2.x/3.x through ``influxdb-client``, read with InfluxQL
-  (or with an injected reader such as :class:`VictoriaMetricsReader`).
+  (or with an injected reader such as :class:`VictoriaMetricsReader`);
+* :class:`VictoriaMetricsStore` - VictoriaMetrics single node or cluster (line protocol in, export API out).
 
 The server-backed stores are imported on first use, so that ``import storage``
 stays cheap for the embedded case.
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .influx_v1 import InfluxQLReader, InfluxV1Store
     from .influx_v2 import InfluxV2Store
     from .sqlite import SQLiteStore
-    from .victoria import VictoriaMetricsReader
+    from .victoria import VictoriaMetricsReader, VictoriaMetricsStore
 
 _LAZY = {
     "SQLiteStore": ".sqlite",
@@ -28,11 +29,13 @@ _LAZY = {
     "InfluxQLReader": ".influx_v1",
     "InfluxV2Store": ".influx_v2",
     "VictoriaMetricsReader": ".victoria",
+    "VictoriaMetricsStore": ".victoria",
 }
 
 __all__ = [
     "AGGREGATES", "Point", "QueryError", "Rejected", "Store", "StoreError", "Value",
     "SQLiteStore", "InfluxV1Store", "InfluxQLReader", "InfluxV2Store", "VictoriaMetricsReader",
+    "VictoriaMetricsStore",
 ]
 
 

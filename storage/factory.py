@@ -21,6 +21,11 @@ def open_store(settings: Settings, registry: Registry) -> Store:
 
         return InfluxV1Store(settings.influx_url, settings.influx_database, registry,
                              username=settings.influx_username or None, password=settings.influx_password or None)
+    if settings.store == "victoria":
+        from .victoria import VictoriaMetricsStore
+
+        return VictoriaMetricsStore(settings.victoria_url, registry, read_url=settings.victoria_read_url or None,
+                                    batch_size=settings.batch_size)
     from .influx_v2 import InfluxV2Store
 
     return InfluxV2Store(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket, registry)

@@ -1,8 +1,10 @@
-"""Read Fansipan's data back from VictoriaMetrics (the reader half for InfluxV2Store).
+"""Fansipan's data in VictoriaMetrics: :class:`VictoriaMetricsStore`, and its reader (also InfluxV2Store's).
 
 VictoriaMetrics takes InfluxDB line protocol on ``/write`` and ``/api/v2/write``
 and stores ``kind,device=..,site=.. field=v`` as the metric ``kind_field`` with
-labels ``device``, ``site``, ``district``.  This reader fetches raw samples
+labels ``device``, ``site``, ``district``.  :class:`VictoriaMetricsStore` writes
+that (single node, or a cluster's vminsert) and reads with
+:class:`VictoriaMetricsReader` (single node, or a cluster's vmselect), which fetches raw samples
 with ``/api/v1/export`` (``frame()``: all the kind's metrics in one export,
 ``{__name__=~"kind_(f1|f2|..|arrived_ms)"}``) and aggregates windows itself (numpy), so the answers
 match InfluxQL's ``GROUP BY time(..) fill(none)``: windows aligned on the
@@ -27,6 +29,7 @@ What VictoriaMetrics cannot do, and therefore this reader cannot either:
 
 from __future__ import annotations
 
+import gzip as _gzip
 import json
 import re
 import time
@@ -38,8 +41,11 @@ import numpy as np
 import orjson
 
 from .base import Frame, Rejected, StoreError, Value
-from .common import NS_PER_S, check_query, http_error, rows, safe_url, unreachable, value_caster
+from .bulk_encode import WritesColumns
+from .common import (NS_PER_S, ReadsThroughReader, WritesLineProtocol, check_query, float_fields, http_error, rows,
+                     safe_url, unreachable, value_caster)
 from .frame import MAX_ROWS, check_frame, check_max_rows, empty, pivot, too_many
+from .line_protocol import Encoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
@@ -243,3 +249,70 @@ class VictoriaMetricsReader:
 
     def close(self) -> None:
         self._client.close()
+
+
+class VictoriaMetricsStore(WritesColumns, WritesLineProtocol, ReadsThroughReader):
+    """VictoriaMetrics, single node or cluster, behind the Store contract.
+
+    Writes: InfluxDB line protocol (ns precision) POSTed to ``<url>/write``, in
+    chunks of ``batch_size`` lines; a 204 means VictoriaMetrics has taken the
+    batch into its in-memory buffer (flushed to disk within about a second, see
+    the module docstring).  Reads: :class:`VictoriaMetricsReader` on
+    ``read_url`` (default: ``url``).
+
+    * single node: ``url = read_url = http://host:8428``;
+    * cluster: ``url = http://vminsert:8480/insert/<tenant>/influx`` and
+      ``read_url = http://vmselect:8481/select/<tenant>/prometheus``; there is
+      no ``/internal/force_flush`` on vmselect, so reads do not flush
+      (``flush_before_read`` defaults to True only when both URLs are the same).
+
+    The ``db`` query argument is never sent: VictoriaMetrics would turn it into
+    a ``db`` label on every series.  Errors: connection failures, timeouts,
+    408, 429 and 5xx raise ``StoreError(retryable=True)``, other 4xx
+    ``StoreError(retryable=False)`` with VictoriaMetrics' own error text.
+    """
+
+    def __init__(self, url: str, registry: Registry, read_url: str | None = None, timeout_s: float = 10,
+                 gzip: bool = False, batch_size: int = 5000, flush_before_read: bool | None = None,
+                 headers: dict[str, str] | None = None, max_rows: int = MAX_ROWS):
+        if not url or not str(url).startswith(("http://", "https://")):
+            raise ValueError(f"VictoriaMetricsStore needs an http(s):// URL, got {url!r}")
+        if not 1 <= batch_size <= 1_000_000:
+            raise ValueError(f"batch_size must be 1..1000000 lines, got {batch_size!r}")
+        read_url = read_url or url
+        if flush_before_read is None:
+            flush_before_read = read_url.rstrip("/") == str(url).rstrip("/")
+        self.url = safe_url(url)
+        self.registry = registry
+        self.gzip = gzip
+        self.batch_size = batch_size
+        self.where = f"VictoriaMetrics at {self.url}"
+        self._client = httpx.Client(base_url=str(url).rstrip("/") + "/", timeout=timeout_s, headers=headers)
+        self._encoder = Encoder(float_fields(registry))
+        self.reader = VictoriaMetricsReader(read_url, registry, timeout_s=timeout_s,
+                                            flush_before_read=flush_before_read, headers=headers, max_rows=max_rows)
+
+    def __repr__(self) -> str:
+        return f"VictoriaMetricsStore({self.url!r})"
+
+    def _send(self, lines: list[str]) -> None:
+        doing = f"write {len(lines)} lines"
+        for i in range(0, len(lines), self.batch_size):
+            body = "\n".join(lines[i:i + self.batch_size]).encode("utf-8")
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            if self.gzip:
+                body = _gzip.compress(body, compresslevel=1)
+                headers["Content-Encoding"] = "gzip"
+            try:
+                resp = self._client.post("write", params={"precision": "ns"}, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise unreachable(exc, doing, self.where) from exc
+            if resp.status_code not in (200, 204):
+                raise http_error(resp.status_code, resp.text, doing, self.where,
+                                 retry_after=resp.headers.get("Retry-After"))
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        finally:
+            self.reader.close()

@@ -1,5 +1,6 @@
 """One contract, every store: SQLite, InfluxDB 1.x (real influxd), InfluxDB 2.x write path
-(influxdb-client against real VictoriaMetrics, read back with VictoriaMetricsReader).
+(influxdb-client against real VictoriaMetrics, read back with VictoriaMetricsReader), and
+VictoriaMetricsStore (line protocol to /write, read with VictoriaMetricsReader) on a second real one.
 
 Plus exact unit tests of the line-protocol encoding and of the error mapping.
 """
@@ -7,124 +8,38 @@ Plus exact unit tests of the line-protocol encoding and of the error mapping.
 from __future__ import annotations
 
 import math
-import textwrap
 import uuid
 
-import httpx
-import numpy as np
 import pytest
 import servers
+from storage_backends import (  # noqa: F401 (fixtures)
+    T0,
+    UPS_DEVICES,
+    VICTORIA,
+    WEATHER_DEVICES,
+    H,
+    S,
+    backend,
+    names_in,
+    open_store,
+    pt,
+    registry,
+    skip_on_victoria,
+    store,
+    victoria2,
+)
 
-from device_profiles.loader import load_registry
-import storage.influxql
-from storage import (InfluxV1Store, InfluxV2Store, Point, QueryError, Rejected, SQLiteStore,
-                     StoreError, VictoriaMetricsReader)
-from storage.base import Frame
+from storage import (
+    InfluxV1Store,
+    InfluxV2Store,
+    Point,
+    QueryError,
+    Rejected,
+    SQLiteStore,
+    StoreError,
+    VictoriaMetricsReader,
+)
 from storage.line_protocol import raw_text, stored_text
-
-S = 1_000_000_000
-T0 = 1_704_067_200 * S  # 2024-01-01T00:00:00Z, a multiple of every window used here
-H = 3600 * S  # each test writes in its own hour
-
-KIND_YAML = """\
-kind: {kind}
-family: {family}
-title: {{vi: "Thử {kind}", en: "Test {kind}"}}
-topic: "test/{{site}}/{kind}/{{device}}"
-format: json
-reporting: {{interval_s: 60, jitter_s: 10}}
-fields:
-{fields}
-"""
-WEATHER_FIELDS = """\
-  temperature: {type: float, unit: "°C", min: -50, max: 150}
-  rain_count: {type: int, unit: "1", min: 0, max: 100000}
-  pump_on: {type: bool, unit: "1"}
-"""
-UPS_FIELDS = """\
-  load: {type: float, unit: "%", min: 0, max: 200}
-  on_battery: {type: bool, unit: "1"}
-"""
-WEATHER_DEVICES = ["w-rt", "w-ns", "w-dup", "w-lww", "w-win", "w-range", "w-seen", "w-inj", "w-fb", "w-fa", "w-fc"]
-UPS_DEVICES = ["u-seen", "u-other"]
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    d = tmp_path_factory.mktemp("registry")
-    (d / "kinds").mkdir()
-    (d / "kinds" / "weather.yaml").write_text(KIND_YAML.format(kind="weather", family="smart_city",
-                                                              fields=WEATHER_FIELDS))
-    (d / "kinds" / "ups.yaml").write_text(KIND_YAML.format(kind="ups", family="data_center", fields=UPS_FIELDS))
-    devs = lambda ids, kind: "\n".join(f"      - {{id: {i}, kind: {kind}}}" for i in ids)  # noqa: E731
-    (d / "sites.yaml").write_text(textwrap.dedent("""\
-        sites:
-          - {id: province, type: province, name: "Tỉnh"}
-          - {id: sa-pa, type: district, name: "Sa Pa", parent: province}
-          - id: ta-van
-            type: commune
-            name: "Tả Van"
-            parent: sa-pa
-            devices:
-        %s
-          - id: dc-1
-            type: data_center
-            name: "DC"
-            parent: province
-            devices:
-        %s
-        """) % (devs(WEATHER_DEVICES, "weather"), devs(UPS_DEVICES, "ups")))
-    return load_registry(d)
-
-
-@pytest.fixture(params=["sqlite", "influx1", "influx2-victoria"])
-def backend(request):
-    return request.param
-
-
-def open_store(backend, registry, tmp_path, request, **kw):
-    """A fresh store of ``backend`` (``kw``: reader options such as max_rows)."""
-    if backend == "sqlite":
-        return SQLiteStore(tmp_path / f"{uuid.uuid4().hex[:12]}.sqlite", registry, **kw)
-    if backend == "influx1":
-        return InfluxV1Store(request.getfixturevalue("influxd").url, f"t_{uuid.uuid4().hex[:12]}", registry, **kw)
-    url = request.getfixturevalue("victoria").url
-    return InfluxV2Store(url, "test-token", "fansipan", "telemetry", registry,
-                         reader=VictoriaMetricsReader(url, registry, **kw))
-
-
-@pytest.fixture
-def store(backend, registry, tmp_path, request):
-    s = open_store(backend, registry, tmp_path, request)
-    yield s
-    s.close()
-
-
-def pt(registry, device, ts_ns, arrived_ns=None, **fields):
-    d = registry.devices[device]
-    return Point(d.kind, d.id, d.site, d.district, ts_ns, fields, arrived_ns if arrived_ns else ts_ns + 1)
-
-
-def names_in(backend, store, request) -> set[str]:
-    """Every measurement/metric, device and field name the backend holds (for the injection test)."""
-    if backend == "sqlite":
-        rows = store._conn().execute("SELECT DISTINCT device, field FROM readings").fetchall()
-        return {x for r in rows for x in r}
-    if backend == "influx1":
-        out = set()
-        for q in ("SHOW MEASUREMENTS", 'SHOW TAG VALUES WITH KEY = "device"', "SHOW FIELD KEYS"):
-            for s in store.reader.run(q):
-                out |= {v for row in s.get("values", []) for v in row}
-        return out
-    url = request.getfixturevalue("victoria").url
-    return {v for label in ("__name__", "device")
-            for v in httpx.get(f"{url}/api/v1/label/{label}/values").json()["data"]}
-
-
-def skip_on_victoria(backend, why):
-    if backend == "influx2-victoria":
-        pytest.skip(f"VictoriaMetrics: {why}")
-
 
 # ---------------------------------------------------------------- contract
 
@@ -140,7 +55,8 @@ def test_roundtrip_keeps_types(store, registry):
 
 
 def test_nanosecond_times_are_kept(store, registry, backend):
-    skip_on_victoria(backend, "it keeps times to the millisecond only")
+    skip_on_victoria(backend, "it keeps times to the millisecond only (its storage format), "
+                     "so nanoseconds cannot come back")
     t = T0 + 2 * H + 123_456_789
     store.write([pt(registry, "w-ns", t, temperature=1.25), pt(registry, "w-ns", t + 1, temperature=2.5)])
     assert store.query("w-ns", "temperature", t, t + 2) == [(t, 1.25), (t + 1, 2.5)]
@@ -157,7 +73,8 @@ def test_same_point_twice_is_stored_once(store, registry):
 
 
 def test_last_write_wins(store, registry, backend):
-    skip_on_victoria(backend, "it does not remember which of two samples with one timestamp came last")
+    skip_on_victoria(backend, "it keeps every sample and does not record which of two with one "
+                     "timestamp came last")
     t = T0 + 4 * H
     store.write([pt(registry, "w-lww", t, temperature=1.0)])
     store.write([pt(registry, "w-lww", t, temperature=2.0)])
@@ -228,7 +145,8 @@ RAW = b'{"pm25": "1,5", "note": "say \\"hi\\"\n\\\\ back"}\n\xff\xfe bad utf-8 \
 
 
 def test_quarantine_roundtrip(store, registry, backend):
-    skip_on_victoria(backend, "it stores numbers only, the quarantine's text is lost")
+    skip_on_victoria(backend, "it stores numbers only: the quarantine's text (topic, detail, raw "
+                     "payload) is dropped on write and the reader raises NotImplementedError")
     t = T0 + 8 * H + 7
     rejected = [
         Rejected(t, "test/ta-van/weather/w-rt", "bad_json", 'unexpected "," at 12\nline 2', RAW, "weather", "w-rt"),
@@ -264,7 +182,7 @@ def test_line_protocol_injection_creates_nothing(store, registry, backend, reque
     assert not any("evil" in n for n in names), names
     assert "x" not in store.last_seen()
     assert store.query("w-inj", "temperature", t, t + S) == [(t, 1.0)]
-    if backend != "influx2-victoria":
+    if backend not in VICTORIA:
         (r,) = store.quarantined(t, t + S)
         assert r.detail == stored_text(f"detail{EVIL}") and r.device == stored_text(EVIL)
 
@@ -296,7 +214,7 @@ def test_bad_queries_are_refused(store, device, field, start, end, window_s, agg
 
 
 def test_bad_quarantine_queries_are_refused(store, backend):
-    skip_on_victoria(backend, "no quarantine")
+    skip_on_victoria(backend, "it stores numbers only: there is no quarantine to query")
     for start, end, limit in [(10, 10, 5), (0, 10, 0), (0, 10, -1)]:
         with pytest.raises(QueryError):
             store.quarantined(start, end, limit)
@@ -307,119 +225,6 @@ def test_non_finite_value_is_refused_not_retried(store, registry):
         with pytest.raises(StoreError) as exc:
             store.write([pt(registry, "w-rt", T0, temperature=bad)])
         assert not exc.value.retryable and "temperature" in str(exc.value)
-
-
-# ---------------------------------------------------------------- frame: every reading of one kind at once
-
-WEATHER = ("temperature", "rain_count", "pump_on")
-NAN = math.nan
-
-
-def frame_rows(f: Frame) -> list[tuple]:
-    """(device, ts, arrived_ms, *values in WEATHER order) per row, NaN as None, for exact comparisons."""
-    assert isinstance(f, Frame) and set(f.values) == set(WEATHER)
-    assert f.device_idx.dtype == np.int32 and f.ts_ns.dtype == np.int64 and f.arrived_ms.dtype == np.int64
-    assert all(v.dtype == np.float64 and v.shape == f.ts_ns.shape for v in f.values.values())
-    assert f.device_idx.shape == f.ts_ns.shape == f.arrived_ms.shape
-    assert list(f.devices) == sorted(set(f.devices)) and set(f.device_idx.tolist()) == set(range(len(f.devices)))
-    cols = [f.values[k].tolist() for k in WEATHER]
-    return [(f.devices[d], t, a, *(None if math.isnan(c[i]) else c[i] for c in cols))
-            for i, (d, t, a) in enumerate(zip(f.device_idx.tolist(), f.ts_ns.tolist(), f.arrived_ms.tolist()))]
-
-
-def frame_data(registry, base):
-    ms = 1_000_000
-    return [
-        pt(registry, "w-fb", base + 1 * S, base + 1 * S + 5 * ms, temperature=1.5, rain_count=2, pump_on=True),
-        pt(registry, "w-fa", base + 2 * S, temperature=-3.0, pump_on=False),  # no rain_count
-        pt(registry, "w-fa", base, temperature=0.25, rain_count=7, pump_on=True),
-        pt(registry, "w-fb", base + 3 * S, rain_count=9),  # neither temperature nor pump_on
-        pt(registry, "w-fa", base - 1 * S, temperature=99.0),  # before the start: left out
-        pt(registry, "w-fb", base + 10 * S, temperature=99.0),  # at the end: left out
-        pt(registry, "u-other", base + 1 * S, load=12.0, on_battery=True),  # another kind
-    ]
-
-
-def test_frame_reads_every_device_and_field_at_once(store, registry, monkeypatch):
-    monkeypatch.setattr(storage.influxql, "CHUNK_ROWS", 2)  # InfluxDB: several chunks to merge
-    base = T0 + 10 * H
-    store.write(frame_data(registry, base))
-    f = store.frame("weather", base, base + 10 * S)
-    ms = base // 1_000_000
-    assert frame_rows(f) == [  # sorted by (device, ts); bools as 0.0/1.0, ints as floats
-        ("w-fa", base, ms, 0.25, 7.0, 1.0),
-        ("w-fa", base + 2 * S, ms + 2000, -3.0, None, 0.0),
-        ("w-fb", base + 1 * S, ms + 1005, 1.5, 2.0, 1.0),
-        ("w-fb", base + 3 * S, ms + 3000, None, 9.0, None),
-    ]
-    assert f.devices == ("w-fa", "w-fb")  # only the devices present; w-fc has no readings
-    for i, device in enumerate(f.devices):  # the same readings as one query per device and field
-        mine = f.device_idx == i
-        for field in WEATHER:
-            got = [(t, v) for t, v in zip(f.ts_ns[mine].tolist(), f.values[field][mine].tolist()) if v == v]
-            assert got == store.query(device, field, base, base + 10 * S), (device, field)
-    ups = store.frame("ups", base, base + 10 * S)
-    assert ups.devices == ("u-other",) and ups.values["load"].tolist() == [12.0]
-    assert ups.values["on_battery"].tolist() == [1.0]
-
-
-def test_frame_range_and_device_filter(store, registry):
-    base = T0 + 11 * H
-    store.write(frame_data(registry, base))
-    assert [r[:2] for r in frame_rows(store.frame("weather", base + 1 * S, base + 3 * S))] == [
-        ("w-fa", base + 2 * S), ("w-fb", base + 1 * S)]  # [start, end)
-    assert [r[:2] for r in frame_rows(store.frame("weather", base - 5 * S, base + 11 * S))] == [
-        ("w-fa", base - 1 * S), ("w-fa", base), ("w-fa", base + 2 * S),
-        ("w-fb", base + 1 * S), ("w-fb", base + 3 * S), ("w-fb", base + 10 * S)]
-    only_b = store.frame("weather", base, base + 10 * S, devices=["w-fb", "w-fc", "w-fb"])
-    assert [r[:2] for r in frame_rows(only_b)] == [("w-fb", base + 1 * S), ("w-fb", base + 3 * S)]
-    assert only_b.devices == ("w-fb",) and only_b.device_idx.tolist() == [0, 0]
-    assert [r[0] for r in frame_rows(store.frame("weather", base, base + 10 * S, ("w-fa",)))] == ["w-fa", "w-fa"]
-
-
-def test_frame_empty(store, registry):
-    base = T0 + 12 * H
-    store.write(frame_data(registry, base))
-    for f in (store.frame("weather", base + 20 * S, base + 30 * S),  # nothing in range
-              store.frame("weather", base, base + 10 * S, devices=["w-fc"]),  # a device without readings
-              store.frame("weather", base, base + 10 * S, devices=[])):
-        assert frame_rows(f) == [] and f.devices == () and f.ts_ns.size == 0
-
-
-BAD_FRAMES = [  # (kind, start, end, devices, text the message must name)
-    ("nope", 0, 10, None, "'nope'"),
-    ('weather" --', 0, 10, None, "weather\" --"),
-    ("ups", 0, 10, ["w-fa"], "'w-fa'"),  # a device of another kind
-    ("weather", 0, 10, ["w-fa", "w-nope"], "'w-nope'"),
-    ("weather", 0, 10, ["w-fa' OR 1=1 --"], "OR 1=1"),
-    ("weather", 0, 10, "w-fa", "'w-fa'"),  # one string, not a list of devices
-    ("weather", 10, 10, None, "10"),
-    ("weather", 20, 10, ["w-fa"], "20"),
-    ("weather", 0.5, 10, None, "0.5"),
-]
-
-
-@pytest.mark.parametrize("kind,start,end,devices,named", BAD_FRAMES)
-def test_bad_frames_are_refused(store, kind, start, end, devices, named):
-    with pytest.raises(QueryError) as exc:
-        store.frame(kind, start, end, devices)
-    assert named in str(exc.value)
-
-
-def test_frame_row_bound(backend, registry, tmp_path, request):
-    base = T0 + 13 * H
-    s = open_store(backend, registry, tmp_path, request, max_rows=3)
-    try:
-        s.write(frame_data(registry, base))
-        with pytest.raises(QueryError, match=r"max_rows=3.*narrow the time range"):
-            s.frame("weather", base, base + 10 * S)  # 4 readings
-        assert len(s.frame("weather", base, base + 3 * S).ts_ns) == 3  # exactly max_rows is fine
-        assert len(s.frame("weather", base - 5 * S, base + 11 * S, devices=["w-fb"]).ts_ns) == 3
-    finally:
-        s.close()
-    for bad in (0, -1, 1.5):
-        with pytest.raises(ValueError, match="max_rows"):
-            open_store(backend, registry, tmp_path, request, max_rows=bad)
 
 
 # ---------------------------------------------------------------- errors of the server-backed stores
