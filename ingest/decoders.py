@@ -200,3 +200,7 @@ def decode_line_protocol(payload: bytes) -> list:
     if not out:
         raise DecodeError("no line-protocol line in the payload")
     return out
+
+
+# Formats in modules of their own register on import (docs/formats.md).
+from . import gateway, senml, sparkplug_codec  # noqa: E402,F401

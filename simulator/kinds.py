@@ -20,6 +20,7 @@ import orjson
 
 from . import shapes
 from . import signals as sg
+from .formats import codec_for
 
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 
@@ -124,6 +125,7 @@ class KindModel:
             return {"int": "%d", "bool": "%s"}.get(spec.type) or f"%.{shapes.decimals(spec)}f"
 
         self.lp = self.profile.format == "line_protocol"
+        self.codec = codec_for(self.profile)  # senml, gateway, sparkplug_b (simulator/formats.py)
         if self.lp:
             body = ",".join(f"{n}={conv(s)}{'i' if s.type == 'int' else ''}" for n, s in fields.items())
             self.template = f"{self.kind},device=%s {body} %d"
@@ -136,6 +138,8 @@ class KindModel:
 
     def encode(self, dev, ts, vals) -> list[bytes]:
         """One encoded reading (JSON object or line) per row."""
+        if self.codec is not None:
+            return self.codec.encode([self.ids[i] for i in dev.tolist()], ts.tolist(), [v.tolist() for v in vals.values()])
         cols = self._columns(vals)
         tmpl = self.template
         if self.lp:
@@ -146,6 +150,8 @@ class KindModel:
 
     def join(self, frags: list[bytes]) -> bytes:
         """Several readings of one device in one payload."""
+        if self.codec is not None:
+            return self.codec.join(frags)
         if self.lp:
             return b"\n".join(frags)
         return frags[0] if len(frags) == 1 else b"[" + b",".join(frags) + b"]"
@@ -153,6 +159,8 @@ class KindModel:
     # -------------------------------------------------------------- refused on purpose
 
     def _one(self, device: str, ts: float, fields: dict) -> bytes:
+        if self.codec is not None:
+            return self.codec.one(device, ts, fields)
         if not self.lp:
             return orjson.dumps({"ts": ts, **fields})
 

@@ -41,17 +41,22 @@ def test_shipped_registry_loads(reg):
     assert reg.sites["dc_laocai"].parent == "lao_cai"
 
 
+# Field formats of issue 7 (docs/formats.md): Sparkplug B, SenML, gateway payloads.
+OTHER_FORMATS = {"edge_gateway": "sparkplug_b", "pump_station": "sparkplug_b", "dc_power_meter": "sparkplug_b",
+                 "weather_station": "senml", "commune_gateway": "gateway"}
+
+
 def test_shipped_profiles_follow_the_conventions(reg):
     for kind, p in reg.kinds.items():
         assert p.topic == f"laocai/{{site}}/{kind}/{{device}}", kind
-        assert p.format == ("line_protocol" if kind in ("server", "core_switch") else "json"), kind
+        assert p.format == ("line_protocol" if kind in ("server", "core_switch") else OTHER_FORMATS.get(kind, "json")), kind
         r = p.reporting
         assert 0.3 <= r.jitter_s / r.interval_s <= 0.5, kind
         for name, f in p.fields.items():
             if f.type == "bool":
                 assert f.unit == "bool", (kind, name)
             lim = f.limits
-            if lim is None:
+            if lim is None or f.type == "bool":  # a bool's marks are thresholds between 0 and 1
                 continue
             for mark in (lim.warn_above, lim.crit_above, lim.warn_below, lim.crit_below):
                 assert mark is None or f.min <= mark <= f.max, (kind, name, mark)

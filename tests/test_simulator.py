@@ -15,6 +15,7 @@ import pytest
 from device_profiles.loader import load_registry
 from simulator.core import Simulation
 from simulator.faults import Fault
+from simulator.formats import parse_readings
 
 # 05:15 local (UTC+7) on 15 July 2025: the morning loudspeaker window opens and the lamps go off in the first hour.
 DAWN = datetime(2025, 7, 14, 22, 15, tzinfo=timezone.utc)
@@ -33,6 +34,9 @@ def sites(registry, *site_ids):
 
 def parse(payload: bytes) -> list[dict]:
     """Readings of one payload: JSON object/list, or line protocol (values typed as sent)."""
+    special = parse_readings(payload)  # senml, gateway, sparkplug_b (simulator/formats.py)
+    if special is not None:
+        return special
     if payload[:1] in (b"{", b"["):
         doc = orjson.loads(payload)
         return doc if isinstance(doc, list) else [doc]
@@ -226,7 +230,7 @@ def test_same_seed_same_readings_whatever_the_step_or_batch(registry):
     assert sorted(a) == sorted(b)
     batched = list(Simulation(registry, seed=9, start=DAWN, batch=4).messages(2, 300))
     assert sum(n for *_x, n in batched) == sum(n for *_x, n in a)
-    one = [orjson.dumps(r) for _t, p, _n in a if p[:1] == b"{" for r in parse(p)]
+    one = [orjson.dumps(r) for _t, p, _n in a if p[:1] in b"{[" for r in parse(p)]  # "[": a SenML pack
     grouped = [orjson.dumps(r) for _t, p, _n in batched if p[:1] in b"{[" for r in parse(p)]
     assert sorted(one) == sorted(grouped)
     c = list(Simulation(registry, seed=10, start=DAWN).messages(2, 300))
