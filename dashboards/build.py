@@ -17,13 +17,13 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard
 
-from .boards import commune, datacenter, province, sensors
+from .boards import availability, commune, datacenter, province, sensors
 from .queries import register_variants
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 
 # Menu order: the overview first, then from the commune level up to the data center.
-BOARDS = (province, commune, sensors, datacenter)
+BOARDS = (province, commune, sensors, datacenter, availability)
 
 
 def _number_panels(model: dashboard.Dashboard) -> None:

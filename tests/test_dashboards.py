@@ -60,7 +60,8 @@ def test_committed_json_is_a_fresh_render():
 
 
 def test_boards_are_the_four_expected(boards):
-    assert set(boards) == {"fansipan-province", "fansipan-commune", "fansipan-sensors", "fansipan-datacenter"}
+    assert set(boards) == {"fansipan-province", "fansipan-commune", "fansipan-sensors", "fansipan-datacenter",
+                           "fansipan-availability"}
 
 
 def test_every_board_round_trips_through_the_sdk(boards):
