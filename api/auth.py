@@ -3,6 +3,7 @@
 Keys travel in headers only, never in the query string: URLs end up in proxy
 logs, browser history and Grafana's query inspector.  Every route but /health
 depends on :func:`require` (``/status`` too, unless FANSIPAN_STATUS_PUBLIC=1).
+What a key may *see* once admitted (its scope: an agency, a district, a commune) is api.scope's job.
 """
 
 from __future__ import annotations

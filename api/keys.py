@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .scope import SCOPE_HELP, ScopeError
+from .scope import parse as parse_scope
+
 ROLES = ("viewer", "operator", "admin")  # each role can do everything the roles before it can
 PREFIX = "fsp_"
 SHOWN_PREFIX_LEN = len(PREFIX) + 8
@@ -46,6 +49,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_ns BIGINT
 );
 """
+# Columns added after the first release: (name, SQL type); added to an older database when it is opened.
+ADDED_COLUMNS = (("scope", "TEXT"),)  # NULL: province-wide; else agency:<id>, district:<id> or commune:<id>
 
 
 def role_allows(have: str, need: str) -> bool:
@@ -67,6 +72,7 @@ class ApiKey:
     created_ns: int
     last_used_ns: int | None
     revoked_ns: int | None
+    scope: str | None = None  # None: province-wide; see api.scope
 
     @property
     def revoked(self) -> bool:
@@ -77,7 +83,7 @@ class KeyRefused(ValueError):
     """A key operation that cannot be done (unknown role, revoking a revoked key...)."""
 
 
-_COLS = "id, name, role, prefix, created_ns, last_used_ns, revoked_ns"
+_COLS = "id, name, role, prefix, created_ns, last_used_ns, revoked_ns, scope"
 
 
 class KeyStore:
@@ -90,23 +96,48 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._touched: dict[int, int] = {}
+
+    def _migrate(self) -> None:
+        have = {d[0] for d in self._db.execute("SELECT * FROM api_keys LIMIT 0").description}
+        for name, sql_type in ADDED_COLUMNS:
+            if name not in have:
+                try:
+                    self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {sql_type}")
+                except sqlite3.OperationalError as exc:  # another process (API, CLI) added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self._db.close()
 
-    def create(self, name: str, role: str, now_ns: int | None = None) -> tuple[ApiKey, str]:
-        """Store a new key; return it and the secret token (the only time the token exists in clear)."""
+    def create(self, name: str, role: str, now_ns: int | None = None,
+               scope: str | None = None) -> tuple[ApiKey, str]:
+        """Store a new key; return it and the secret token (the only time the token exists in clear).
+
+        ``scope`` is checked for its form only; that it names a real agency/district/commune is
+        for the caller, who has the registry (api.scope.check).
+        """
         name = name.strip()
         if role not in ROLES:
             raise KeyRefused(f"role {role!r} is not one of {', '.join(ROLES)}")
+        try:
+            parsed = parse_scope(scope)
+        except ScopeError as exc:
+            raise KeyRefused(str(exc)) from None
+        if parsed is not None and role == "admin":
+            raise KeyRefused(f"scope {scope!r}: an admin key manages every key, so it is province-wide; "
+                             "give a scoped key the role viewer or operator")
+        scope = None if parsed is None else str(parsed)
         if not name or len(name) > 100:
             raise KeyRefused("name: give 1 to 100 characters saying whose key it is (a person or a service)")
         token = PREFIX + secrets.token_urlsafe(32)
         now = time.time_ns() if now_ns is None else now_ns
         with self._lock:
-            cur = self._db.execute("INSERT INTO api_keys (name, role, prefix, key_sha256, created_ns) "
-                                   "VALUES (?, ?, ?, ?, ?)", (name, role, token[:SHOWN_PREFIX_LEN], digest(token), now))
+            cur = self._db.execute("INSERT INTO api_keys (name, role, prefix, key_sha256, created_ns, scope) "
+                                   "VALUES (?, ?, ?, ?, ?, ?)",
+                                   (name, role, token[:SHOWN_PREFIX_LEN], digest(token), now, scope))
             key_id = cur.lastrowid
         return self.get(key_id), token
 
@@ -167,10 +198,26 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--role", required=True, choices=ROLES, help="viewer reads; operator also acts on incidents; "
                                                                   "admin also manages keys")
     c.add_argument("--name", required=True, help="whose key: a person or a service (grafana, prometheus)")
+    c.add_argument("--scope", default=None, help=f"what the key sees: {SCOPE_HELP}")
     sub.add_parser("list", help="list keys (never their secrets)")
     r = sub.add_parser("revoke", help="revoke a key by id")
     r.add_argument("id", type=int)
     return p
+
+
+def _checked_scope(settings, scope: str | None) -> str | None:
+    """The scope, checked against the registry of FANSIPAN_PROFILES_DIR (raises ScopeError)."""
+    if scope is None:
+        return None
+    from device_profiles import ProfileError, load_registry
+
+    from .scope import check
+
+    try:
+        registry = load_registry(settings.profiles_dir)
+    except ProfileError as exc:
+        raise ScopeError(f"cannot check scope {scope!r} against the registry in {settings.profiles_dir}: {exc}") from None
+    return check(registry, scope)
 
 
 def main(argv: list[str] | None = None, settings=None) -> int:
@@ -187,19 +234,21 @@ def main(argv: list[str] | None = None, settings=None) -> int:
     store = KeyStore(settings.incidents_path)
     try:
         if args.action == "create":
-            key, token = store.create(args.name, args.role)
+            scope = _checked_scope(settings, args.scope)
+            key, token = store.create(args.name, args.role, scope=scope)
             print(token)
-            print(f"created key {key.id} ({key.role}) for {key.name!r} in {settings.incidents_path}; "
-                  "this is the only time it is shown", file=sys.stderr)
+            print(f"created key {key.id} ({key.role}, {key.scope or 'province-wide'}) for {key.name!r} in "
+                  f"{settings.incidents_path}; this is the only time it is shown", file=sys.stderr)
         elif args.action == "list":
             for k in store.list():
                 state = f"revoked {_when(k.revoked_ns)}" if k.revoked else "active"
-                print(f"{k.id}\t{k.role}\t{k.prefix}…\t{k.name}\tcreated {_when(k.created_ns)}\t"
+                print(f"{k.id}\t{k.role}\t{k.scope or 'province-wide'}\t{k.prefix}…\t{k.name}\t"
+                      f"created {_when(k.created_ns)}\t"
                       f"last used {_when(k.last_used_ns)}\t{state}")
         else:
             k = store.revoke(args.id)
             print(f"revoked key {k.id} ({k.role}, {k.name!r})", file=sys.stderr)
-    except KeyRefused as exc:
+    except (KeyRefused, ScopeError) as exc:
         print(f"fansipan keys: {exc}", file=sys.stderr)
         return 1
     finally:

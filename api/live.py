@@ -68,8 +68,7 @@ class LiveStatus:
             snap.site_incidents.setdefault(site.id, [])
         for inc in snap.open:
             snap.site_incidents.setdefault(inc.site, []).append(inc)
-        for site_id in self.registry.sites:
-            self._site(snap, site_id)
+        site_statuses(snap, self.registry.sites, self.site_devices, self.children)
         return snap
 
     def _devices(self, snap: Snapshot) -> None:
@@ -97,33 +96,44 @@ class LiveStatus:
             else:
                 snap.device[dev] = "ok"
 
-    def _site(self, snap: Snapshot, site_id: str) -> str:
-        if site_id in snap.site:
-            return snap.site[site_id]
-        devices = self.site_devices.get(site_id, [])
-        if devices:
-            status = self._own_status(snap, site_id, devices)
-        else:
-            kids = [self._site(snap, c) for c in self.children.get(site_id, [])]
-            status = _aggregate(kids) if kids else "unknown"
-            if status == "ok" and snap.site_incidents.get(site_id):
-                status = "degraded"
-        snap.site[site_id] = status
-        return status
 
-    @staticmethod
-    def _own_status(snap: Snapshot, site_id: str, devices: list[str]) -> str:
-        states = [snap.device[d] for d in devices]
-        incs = snap.site_incidents.get(site_id, [])
-        if any(i.kind in OUTAGE_KINDS for i in incs):
-            return "down"
-        if all(s == "unknown" for s in states):
-            return "unknown"
-        if all(s in ("silent", UNREACHABLE, "unknown") for s in states):
-            return "down"
-        if incs or any(s != "ok" for s in states):
-            return "degraded"
-        return "ok"
+def site_statuses(snap: Snapshot, sites, site_devices: dict[str, list[str]], children: dict[str, list[str]]) -> None:
+    """Fill ``snap.site`` for ``sites`` from the device statuses and incidents in ``snap``.
+
+    ``site_devices`` and ``children`` may be cut to what one API key sees (api.scope.restrict):
+    a site's status then tells only of those devices and incidents.
+    """
+    for site_id in sites:
+        _site(snap, site_id, site_devices, children)
+
+
+def _site(snap: Snapshot, site_id: str, site_devices, children) -> str:
+    if site_id in snap.site:
+        return snap.site[site_id]
+    devices = site_devices.get(site_id, [])
+    if devices:
+        status = _own_status(snap, site_id, devices)
+    else:
+        kids = [_site(snap, c, site_devices, children) for c in children.get(site_id, [])]
+        status = _aggregate(kids) if kids else "unknown"
+        if status == "ok" and snap.site_incidents.get(site_id):
+            status = "degraded"
+    snap.site[site_id] = status
+    return status
+
+
+def _own_status(snap: Snapshot, site_id: str, devices: list[str]) -> str:
+    states = [snap.device[d] for d in devices]
+    incs = snap.site_incidents.get(site_id, [])
+    if any(i.kind in OUTAGE_KINDS for i in incs):
+        return "down"
+    if all(s == "unknown" for s in states):
+        return "unknown"
+    if all(s in ("silent", UNREACHABLE, "unknown") for s in states):
+        return "down"
+    if incs or any(s != "ok" for s in states):
+        return "degraded"
+    return "ok"
 
 
 def _aggregate(states: list[str]) -> str:

@@ -6,7 +6,7 @@
 ['air_quality', 'camera']
 """
 
-from .loader import DEFAULT_DIR, Device, ProfileError, Registry, Site, load_registry
+from .loader import DEFAULT_DIR, Agency, Device, ProfileError, Registry, Site, load_registry
 from .models import IDENT_RE, FieldSpec, Profile
 
-__all__ = ["DEFAULT_DIR", "Device", "FieldSpec", "IDENT_RE", "Profile", "ProfileError", "Registry", "Site", "load_registry"]
+__all__ = ["DEFAULT_DIR", "IDENT_RE", "Agency", "Device", "FieldSpec", "Profile", "ProfileError", "Registry", "Site", "load_registry"]

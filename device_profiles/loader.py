@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .models import Profile, SitesFile
+from .models import COMMUNE_OWNER, AgenciesFile, Profile, SitesFile
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 
@@ -47,6 +47,17 @@ class Device:
     power: str | None
     lat: float | None
     lon: float | None
+    owner: str | None = None  # the owning agency's id (agencies.yaml, or ubnd_<commune>); None: no agency
+    shared: bool = False  # shared with every agency (the province's connected shared data)
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    id: str
+    type: str  # department, enterprise, people_committee, other
+    name_vi: str
+    name_en: str
+    commune: str | None = None  # for a commune's people's committee: the commune's site id
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class Registry:
     sites: dict[str, Site]
     devices: dict[str, Device]
     source: Path = field(default=DEFAULT_DIR)
+    agencies: dict[str, Agency] = field(default_factory=dict)
 
     def devices_of(self, kind: str) -> list[Device]:
         return [d for d in self.devices.values() if d.kind == kind]
@@ -144,6 +156,48 @@ def load_profiles(directory: Path, problems: list[str]) -> dict[str, Profile]:
     return kinds
 
 
+def load_agencies(directory: Path, sites: dict, problems: list[str]) -> dict[str, Agency]:
+    """``agencies.yaml`` (optional) plus one people's committee, ``ubnd_<commune id>``, per commune site."""
+    agencies: dict[str, Agency] = {}
+    path = directory / "agencies.yaml"
+    if path.exists():
+        parsed = _validate(AgenciesFile, _read_yaml(path, problems), path, problems)
+        for i, a in enumerate(parsed.agencies if parsed else []):
+            if a.id in agencies:
+                problems.append(f"{path}: agencies.{i}.id: agency {a.id!r} is declared twice")
+            elif a.id.startswith("ubnd_"):
+                problems.append(f"{path}: agencies.{i}.id: {a.id!r}: ids ubnd_<commune> are made for every commune "
+                                "of sites.yaml; do not declare them")
+            agencies[a.id] = Agency(a.id, a.type, a.name.vi, a.name.en)
+    for s in sites.values():
+        if s.type == "commune":
+            agencies[f"ubnd_{s.id}"] = Agency(f"ubnd_{s.id}", "people_committee", f"UBND {s.name}",
+                                              f"People's Committee of {s.name}", s.id)
+    return agencies
+
+
+def _owner(where: str, s, d, profile, agencies: dict[str, Agency], problems: list[str]) -> tuple[str | None, bool]:
+    """The device's owner and shared flag: the device's own, else its site's, else its kind's."""
+    shared = next((v for v in (d.shared, s.shared, profile.shared if profile else False) if v is not None), False)
+    if d.owner is not None:
+        owner, origin = d.owner, f"{where}.owner"
+    elif s.owner is not None:
+        owner, origin = s.owner, f"{where.rsplit('.devices.', 1)[0]}.owner"
+    else:
+        owner, origin = (profile.owner if profile else None), f"kind {d.kind!r}: owner"
+    if owner == COMMUNE_OWNER:
+        if s.type != "commune":
+            problems.append(f"{where}.owner: kind {d.kind!r} belongs to a commune's people's committee "
+                            f"({COMMUNE_OWNER}) but site {s.id!r} is a {s.type}: give the device an owner")
+            return None, shared
+        owner = f"ubnd_{s.id}"
+    if owner is not None and owner not in agencies:
+        problems.append(f"{origin}: agency {owner!r} does not exist (declare it in agencies.yaml; "
+                        f"known: {', '.join(sorted(a for a in agencies if not a.startswith('ubnd_')))}, ubnd_<commune>)")
+        return None, shared
+    return owner, shared
+
+
 def _district_of(site_id: str, raw: dict, seen: tuple[str, ...] = ()) -> str | None:
     s = raw[site_id]
     if s.type == "district":
@@ -198,6 +252,7 @@ def load_registry(directory: Path | str = DEFAULT_DIR) -> Registry:
         sid: Site(s.id, s.type, s.name, s.parent, _district_of(sid, raw_sites), s.lat, s.lon)
         for sid, s in raw_sites.items()
     }
+    agencies = load_agencies(directory, raw_sites, problems)
     devices: dict[str, Device] = {}
     for did, (i, j, s, d) in raw_devices.items():
         where = f"{path}: sites.{i}.devices.{j}"
@@ -213,8 +268,10 @@ def load_registry(directory: Path | str = DEFAULT_DIR) -> Registry:
                 problems.append(f"{origin}: device {dep!r} does not exist")
                 dep = None
             deps[key] = dep
+        owner, shared = _owner(where, s, d, kinds.get(d.kind), agencies, problems)
         devices[did] = Device(did, d.kind, s.id, sites[s.id].district or "", deps["uplink"], deps["power"],
-                              d.lat if d.lat is not None else s.lat, d.lon if d.lon is not None else s.lon)
+                              d.lat if d.lat is not None else s.lat, d.lon if d.lon is not None else s.lon,
+                              owner, shared)
 
     for did in devices:  # dependency cycles: a device cannot (indirectly) depend on itself
         stack, seen = [did], set()
@@ -231,4 +288,4 @@ def load_registry(directory: Path | str = DEFAULT_DIR) -> Registry:
 
     if problems:
         raise ProfileError(problems)
-    return Registry(kinds=kinds, sites=sites, devices=devices, source=directory)
+    return Registry(kinds=kinds, sites=sites, devices=devices, source=directory, agencies=agencies)

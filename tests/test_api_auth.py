@@ -57,6 +57,13 @@ ROUTES = [
     ("POST", "/api/v1/keys", {"name": "someone", "role": "viewer"}, "admin", 201, False),
     ("GET", "/api/v1/keys", None, "admin", 200, False),
     ("DELETE", "/api/v1/keys/{fresh}", None, "admin", 200, False),
+    ("GET", "/api/v1/availability", None, "viewer", 200, False),
+    ("GET", "/api/v1/availability/outages", None, "viewer", 200, False),
+    ("GET", "/api/v1/availability/report", None, "viewer", 200, False),
+    ("GET", "/api/v1/maintenance", None, "viewer", 200, False),
+    ("POST", "/api/v1/maintenance", {"site": "y_ty", "start": "2026-07-15T10:00:00+07:00",
+                                     "end": "2026-07-15T11:00:00+07:00", "reason": "thay cáp"}, "operator", 201, True),
+    ("DELETE", "/api/v1/maintenance/999", None, "operator", 404, False),  # the role is checked before the id
 ]
 
 
@@ -82,7 +89,8 @@ def test_the_matrix_covers_every_route(shared):
     documented = {(m.upper(), p) for p, ops in shared.get("/openapi.json").json()["paths"].items() for m in ops}
     listed = {(m, p.replace("{fresh}", "{key_id}").replace("/1/", "/{incident_id}/").replace("incidents/1",
               "incidents/{incident_id}").replace("dc-srv-01/cpu_pct", "{device}/{field}")
-              .replace("devices/yty-router", "devices/{device_id}").replace("sites/y_ty", "sites/{site_id}"))
+              .replace("devices/yty-router", "devices/{device_id}").replace("sites/y_ty", "sites/{site_id}")
+              .replace("maintenance/999", "maintenance/{window_id}"))
               for m, p, *_ in ROUTES}
     assert documented == listed
 

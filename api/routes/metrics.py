@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..deps import Viewer
 from ..errors import responses
+from ..scope import require_province_wide
 
 router = APIRouter(tags=["metrics"])
 
@@ -24,7 +25,9 @@ fansipan_quarantined_last_hour{reason="out_of_range"} 12.0
             summary="Prometheus metrics / Chỉ số giám sát",
             description="API requests by route and status, readings quarantined in the last hour by reason, open "
                         "incidents by severity, detector lag (seconds since its last cycle), readings stored in the "
-                        "last minute by kind, devices by live status. Needs a viewer key (Prometheus: "
-                        "`authorization: {credentials_file: ...}`).")
+                        "last minute by kind, devices by live status. Needs a province-wide viewer key (Prometheus: "
+                        "`authorization: {credentials_file: ...}`): the figures cover the whole province, so a "
+                        "scoped key gets 403.")
 def metrics(_key: Viewer, request: Request) -> Response:
+    require_province_wide(_key, "/metrics")
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

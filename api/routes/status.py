@@ -18,7 +18,8 @@ from fastapi.templating import Jinja2Templates
 
 from analytics.incidents import SEVERITIES
 
-from ..deps import NowDep, SnapshotDep, StateDep, StatusReader
+from .. import scope
+from ..deps import NowDep, StateDep, StatusReader, StatusScope, StatusSnapshotDep
 from ..errors import responses
 from ..sparklines import sparklines
 
@@ -41,16 +42,17 @@ def _local(ns: int) -> str:
     return datetime.fromtimestamp(ns / NS, LOCAL).strftime("%H:%M %d/%m")
 
 
-def _groups(state, snap) -> list[dict]:
+def _groups(state, view, snap) -> list[dict]:
     reg = state.registry
     groups = []
-    dcs = [s for s in reg.sites.values() if s.type == "data_center"]
+    dcs = [s for s in reg.sites.values() if s.type == "data_center" and scope.site_visible(view, s.id)]
     if dcs:
         groups.append({"name": "Trung tâm dữ liệu / Data center", "sites": dcs})
     for d in sorted((s for s in reg.sites.values() if s.type == "district"), key=lambda s: s.name):
-        communes = sorted((s for s in reg.sites.values() if s.type == "commune" and s.district == d.id),
-                          key=lambda s: s.name)
-        groups.append({"name": d.name, "sites": communes})
+        communes = sorted((s for s in reg.sites.values() if s.type == "commune" and s.district == d.id
+                           and scope.site_visible(view, s.id)), key=lambda s: s.name)
+        if communes:
+            groups.append({"name": d.name, "sites": communes})
     return [{"name": g["name"], "sites": [{"id": s.id, "name": s.name, "status": snap.site[s.id],
                                            "label": SITE_LABELS[snap.site[s.id]]} for s in g["sites"]]}
             for g in groups]
@@ -62,21 +64,25 @@ def _groups(state, snap) -> list[dict]:
                              "description": "the page"}, **responses(401, 403, 503, html_route=True)},
             summary="Status page / Trang trạng thái",
             description="Server-rendered HTML, Vietnamese with English alongside: communes by status, open "
-                        "incidents, the last hour of key signals. Needs a viewer key unless FANSIPAN_STATUS_PUBLIC=1.")
-def status_page(key: StatusReader, request: Request, state: StateDep, snap: SnapshotDep, now: NowDep) -> HTMLResponse:
+                        "incidents, the last hour of key signals. Needs a viewer key unless FANSIPAN_STATUS_PUBLIC=1 "
+                        "(then it shows the whole province); a scoped key sees its scope and the shared data.")
+def status_page(key: StatusReader, view: StatusScope, request: Request, state: StateDep, snap: StatusSnapshotDep,
+                now: NowDep) -> HTMLResponse:
     reg = state.registry
     incidents = sorted(snap.open, key=lambda i: (-SEVERITIES.index(i.severity), i.started_ns))
     site_name = {s.id: s.name for s in reg.sites.values()}
     signals = []
     for kind, field, vi, en, unit in SIGNALS:
-        lines = [replace(s, site=site_name.get(s.site, s.site)) for s in sparklines(reg, state.store, kind, field, now)]
+        seen = any(scope.device_visible(view, d.id) for d in reg.devices_of(kind))  # else no store query at all
+        lines = [replace(s, site=site_name.get(s.site, s.site)) for s in
+                 (sparklines(reg, state.store, kind, field, now) if seen else []) if scope.device_visible(view, s.device)]
         signals.append({"vi": vi, "en": en, "unit": unit, "lines": sorted(lines, key=lambda s: s.site)})
-    counts = {k: sum(1 for s in reg.sites.values() if s.type in ("commune", "data_center") and snap.site[s.id] == k)
-              for k in SITE_LABELS}
-    context = {"groups": _groups(state, snap), "counts": counts, "labels": SITE_LABELS,
+    counts = {k: sum(1 for s in reg.sites.values() if s.type in ("commune", "data_center")
+                     and scope.site_visible(view, s.id) and snap.site[s.id] == k) for k in SITE_LABELS}
+    context = {"groups": _groups(state, view, snap), "counts": counts, "labels": SITE_LABELS,
                "incidents": [{"title": i.title, "severity": i.severity, "label": SEVERITY_LABELS[i.severity],
                               "site": site_name.get(i.site, i.site), "since": _local(i.started_ns),
-                              "status": i.status, "unreachable": sum(1 for _, r in i.members
+                              "status": i.status, "unreachable": sum(1 for _, r in scope.visible_members(view, i)
                                                                      if r == "unreachable (inferred)")}
                              for i in incidents],
                "signals": signals, "updated": _local(now)}

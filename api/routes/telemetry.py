@@ -15,11 +15,22 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from ..deps import NowDep, RegistryDep, StoreDep, Viewer
+from .. import scope
+from ..deps import NowDep, RegistryDep, StoreDep, Viewer, ViewerScope
 from ..errors import ApiError, bad_parameter, not_found, responses
 from ..models import LatestList, LatestReading, Series, SeriesPoint
-from ..params import (NS, TIME_HELP, check_district, check_kind, check_site, device_or_404, iso, min_window_for,
-                      parse_range, parse_window, to_dt)
+from ..params import (
+    NS,
+    TIME_HELP,
+    check_district,
+    check_kind,
+    check_site,
+    iso,
+    min_window_for,
+    parse_range,
+    parse_window,
+    to_dt,
+)
 
 router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"], responses=responses(400, 401, 403, 422, 503))
 
@@ -37,8 +48,8 @@ EndQ = Annotated[str | None, Query(description=f"range end, exclusive (default: 
             summary="Latest values per device / Giá trị mới nhất",
             description="Each device's newest value of every field, looking back three reporting intervals of its "
                         "kind. Devices that did not report in that time are left out (see /api/v1/devices for "
-                        "their status).")
-def latest(key: Viewer, registry: RegistryDep, store: StoreDep, now: NowDep,
+                        "their status). A scoped key gets only the devices of its scope and the shared ones.")
+def latest(key: Viewer, view: ViewerScope, registry: RegistryDep, store: StoreDep, now: NowDep,
            kind: Annotated[str | None, Query(description="device kind", examples=["commune_router"])] = None,
            site: Annotated[str | None, Query(description="site id (commune or data center)", examples=["y_ty"])] = None,
            district: Annotated[str | None, Query(description="district id", examples=["bat_xat"])] = None,
@@ -48,7 +59,7 @@ def latest(key: Viewer, registry: RegistryDep, store: StoreDep, now: NowDep,
     earliest = now
     for k in sorted([kind] if kind else registry.kinds):
         devices = sorted(d.id for d in registry.devices_of(k) if (site is None or d.site == site)
-                         and (district is None or d.district == district))
+                         and (district is None or d.district == district) and scope.device_visible(view, d.id))
         if not devices:
             continue
         rep = registry.kinds[k].reporting
@@ -112,8 +123,9 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
             description=f"Readings of one field of one device in [start, end). Without `window`: raw readings; "
                         f"with `window`: one row per window holding readings, at the window's start, aggregated by "
                         f"`agg` (default mean). At most {MAX_POINTS} points: a larger answer is refused with 413 "
-                        f"naming the smallest window that fits. CSV with `format=csv` or `Accept: text/csv`.")
-def series(key: Viewer, registry: RegistryDep, store: StoreDep, now: NowDep, request: Request,
+                        f"naming the smallest window that fits. CSV with `format=csv` or `Accept: text/csv`. A device "
+                        f"outside the key's scope answers 404, exactly as an unknown device.")
+def series(key: Viewer, view: ViewerScope, registry: RegistryDep, store: StoreDep, now: NowDep, request: Request,
            device: Annotated[str, Path(description="device id", examples=["yty-router"])],
            field: Annotated[str, Path(description="a field of the device's kind", examples=["latency_ms"])],
            start: StartQ = None, end: EndQ = None,
@@ -123,7 +135,7 @@ def series(key: Viewer, registry: RegistryDep, store: StoreDep, now: NowDep, req
                           Query(description="aggregate per window (needs window; default mean)")] = None,
            format: Annotated[Literal["json", "csv"] | None, Query(description="json (default) or csv")] = None,
            ) -> Series | Response:
-    dev = device_or_404(registry, device)
+    dev = scope.device_or_404(registry, view, device)
     spec = registry.kinds[dev.kind].fields.get(field)
     if spec is None:
         raise not_found("field", field, f"device {device} ({dev.kind}) has the fields "
