@@ -125,6 +125,10 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(400, "bad_parameter", f"body: {exc.detail}: send a JSON object with "
                                                     "Content-Type: application/json; see /docs for its schema",
                               {"parameter": "body"})
+    if exc.status_code == 413:  # api/body_limit.py, for a body without Content-Length
+        from .body_limit import MAX_BODY_BYTES, too_large
+
+        return too_large(MAX_BODY_BYTES)
     return error_response(exc.status_code, "http_error", str(exc.detail), {}, getattr(exc, "headers", None))
 
 

@@ -78,6 +78,14 @@ class ReadsThroughReader:
     def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None):
         return self.reader.frame(kind, start_ns, end_ns, devices)
 
+    def query_many(self, devices: Sequence[str], field: str, start_ns: int, end_ns: int,
+                   window_s: int | None = None, agg: str | None = None) -> dict[str, list[tuple[int, Value]]]:
+        """:meth:`query` of several devices of one kind: one request where the reader can, else one each."""
+        many = getattr(self.reader, "query_many", None)
+        if many is not None:
+            return many(devices, field, start_ns, end_ns, window_s, agg)
+        return {d: self.reader.query(d, field, start_ns, end_ns, window_s, agg) for d in devices}
+
     def last_seen(self) -> dict[str, int]:
         return self.reader.last_seen()
 

@@ -192,6 +192,22 @@ def test_errors_have_one_shape(world):
     assert err["details"]["parameter"] == "kind" and "camera" in err["message"]
 
 
+
+def test_big_bodies_are_refused_before_they_are_read(world):
+    c = world.client()
+    big = b'{"targets": [' + b'{"target": "x"},' * 80_000 + b'{"target": "x"}]}'  # 1.3 MB
+    err = error_of(c.post("/api/v1/grafana/query", content=big, headers={"Content-Type": "application/json"}),
+                   413, "payload_too_large")
+    assert err["details"]["limit_bytes"] == 1 << 20 and "body" in err["message"]
+
+    def chunks():  # no Content-Length: counted as it streams in
+        for _ in range(20):
+            yield b" " * 100_000
+
+    error_of(c.post("/api/v1/grafana/query", content=chunks(), headers={"Content-Type": "application/json"}),
+             413, "payload_too_large")
+
+
 # --- telemetry --------------------------------------------------------------------------------------
 
 

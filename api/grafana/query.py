@@ -3,7 +3,8 @@
 Every metric of docs/grafana-datasource.md is one function ``(ctx, payload) -> list``
 returning time series ``{"target", "datapoints": [[value, ms], ...]}`` or tables
 ``{"type": "table", "columns": [...], "rows": [...]}``.  Payload values are checked
-against the registry before any store is asked.
+against the registry before any store is asked, and against the caller's scope (api.scope):
+a scoped key's panels hold only the devices, sites and incidents it can see.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 
 from analytics.incidents import SEVERITIES, Incident
 
-from ..errors import bad_parameter
+from .. import scope
+from ..errors import ApiError, bad_parameter
 from ..params import NS, parse_time
-from . import catalog
-from .models import AnnotationsIn, QueryIn, payload_dict, one, values
+from . import availability, catalog
+from .models import AnnotationsIn, QueryIn, one, payload_dict, values
 
 MS = 1_000_000
 MAX_SERIES = 50  # series per telemetry target: beyond that a panel is unreadable and slow
@@ -32,16 +34,18 @@ class Ctx:
     """One /query request: the range, the step rules, the ad hoc filters, a lazily taken live snapshot."""
 
     def __init__(self, state, now: int, start: int, end: int, interval_ms: float | None = None,
-                 max_points: int | None = None, adhoc: dict[str, list[str]] | None = None):
+                 max_points: int | None = None, adhoc: dict[str, list[str]] | None = None, view=None):
         self.state, self.registry, self.now = state, state.registry, now
+        self.view = view if view is not None else state.scopes.view(None)
         self.start, self.end = start, end
         self.interval_ms = interval_ms or 0
         self.max_points = max_points or 1000
         self.adhoc = adhoc or {}
         self._snap = None
+        self.series: dict[tuple[str, str, str, int], list] = {}  # (device, field, agg, window_s) -> rows, prefetched
 
     @classmethod
-    def of(cls, state, now: int, body: QueryIn) -> Ctx:
+    def of(cls, state, now: int, body: QueryIn, view=None) -> Ctx:
         start, end = _range(body.range, now)
         adhoc: dict[str, list[str]] = {}
         for i, f in enumerate(body.adhocFilters):
@@ -49,11 +53,12 @@ class Ctx:
                 raise bad_parameter(f"adhocFilters[{i}]", f"{f.key} {f.operator} {f.value!r}: only '=' on "
                                                           f"{', '.join(catalog.TAG_KEYS)} is supported")
             adhoc.setdefault(f.key, []).append(f.value)
-        return cls(state, now, start, end, body.intervalMs, body.maxDataPoints, adhoc)
+        return cls(state, now, start, end, body.intervalMs, body.maxDataPoints, adhoc, view)
 
     def snap(self):
         if self._snap is None:
-            self._snap = self.state.live.snapshot(self.state.store, self.state.incidents, self.now)
+            self._snap = scope.restrict(self.view, self.state.live.snapshot(self.state.store, self.state.incidents,
+                                                                            self.now))
         return self._snap
 
     def step_ns(self, floor_s: float = 1.0) -> int:
@@ -68,7 +73,7 @@ class Ctx:
             extra = self.adhoc.get(key)
             if extra is not None:
                 vals = extra if vals is None else [v for v in vals if v in extra]
-            out[key] = catalog.check(self.registry, key, vals, metric)
+            out[key] = catalog.check(self.registry, key, vals, metric, self.view)
         return out
 
 
@@ -84,7 +89,8 @@ def _keep(inc: Incident, f: dict) -> bool:
     return all(f.get(k) is None or getattr(inc, k) in f[k] for k in ("district", "site", "severity", "kind"))
 
 
-def telemetry(ctx: Ctx, p: dict) -> list[dict]:
+def _telemetry_plan(ctx: Ctx, p: dict) -> tuple[str, str, str, int, list[str]]:
+    """(kind, field, agg, window_s, devices) of a telemetry target, every value checked."""
     reg = ctx.registry
     kind = one(p, "kind")
     if kind is None:
@@ -97,17 +103,47 @@ def telemetry(ctx: Ctx, p: dict) -> list[dict]:
     agg = catalog.check(reg, "agg", [one(p, "agg", "mean")])[0]
     f = ctx.filters(p, ("device", "site", "district"))
     devs = sorted(d.id for d in reg.devices_of(kind) if (f["device"] is None or d.id in f["device"])
-                  and (f["site"] is None or d.site in f["site"]) and (f["district"] is None or d.district in f["district"]))
+                  and (f["site"] is None or d.site in f["site"]) and (f["district"] is None or d.district in f["district"])
+                  and scope.device_visible(ctx.view, d.id))
     if len(devs) > MAX_SERIES:
         raise bad_parameter("payload.device", f"{len(devs)} {kind} devices match, more than {MAX_SERIES} series: "
                                               "narrow with device, site or district")
     span_s = (ctx.end - ctx.start) / NS
     floor = max(reg.kinds[kind].reporting.interval_s, span_s / MAX_POINTS)
-    window_s = ctx.step_ns(floor) // NS
-    out = []
+    return kind, field, agg, ctx.step_ns(floor) // NS, devs
+
+
+def prefetch_telemetry(ctx: Ctx, payloads: list) -> None:
+    """Ask the store once per (kind, field, agg, window) for every series the telemetry targets name.
+
+    A Grafana panel sends one target per series; a store that can answer many
+    series in one request (``query_many``) is then asked once, not once per target.
+    Targets with a bad payload are left to :func:`telemetry`, which names the fault.
+    """
+    wanted: dict[tuple[str, str, str, int], set[str]] = {}
+    for p in payloads:
+        try:
+            kind, field, agg, window_s, devs = _telemetry_plan(ctx, payload_dict(p, "payload"))
+        except ApiError:
+            continue
+        wanted.setdefault((kind, field, agg, window_s), set()).update(devs)
+    store = ctx.state.store
+    if not hasattr(store, "query_many"):
+        return
+    for (_kind, field, agg, window_s), devs in wanted.items():
+        if len(devs) > 1:
+            found = store.query_many(sorted(devs), field, ctx.start, ctx.end, window_s, agg)
+            ctx.series.update({(d, field, agg, window_s): rows for d, rows in found.items()})
+
+
+def telemetry(ctx: Ctx, p: dict) -> list[dict]:
+    _kind, field, agg, window_s, devs = _telemetry_plan(ctx, p)
+    store, out = ctx.state.store, []
     for dev in devs:
-        rows = ctx.state.store.query(dev, field, ctx.start, ctx.end, window_s, agg)
-        out.append({"target": f"{dev} {field}", "datapoints": [[v, t // MS] for t, v in rows]})
+        rows = ctx.series.get((dev, field, agg, window_s))
+        if rows is None:
+            rows = store.query(dev, field, ctx.start, ctx.end, window_s, agg)
+        out.append({"target": f"{dev} {field}", "datapoints": [(v, t // MS) for t, v in rows]})  # tuples: cheaper
     return out
 
 
@@ -127,7 +163,7 @@ def incidents_open(ctx: Ctx, p: dict) -> list[dict]:
 
 def _overlapping(ctx: Ctx, f: dict) -> list[Incident]:
     found, _ = ctx.state.incidents.find(since_ns=ctx.start, limit=50_000)
-    return [i for i in found if i.started_ns < ctx.end and _keep(i, f)]
+    return [i for i in found if i.started_ns < ctx.end and _keep(i, f) and scope.incident_visible(ctx.view, i)]
 
 
 def incidents_timeline(ctx: Ctx, p: dict) -> list[dict]:
@@ -146,15 +182,17 @@ def incidents_timeline(ctx: Ctx, p: dict) -> list[dict]:
 
 def site_status(ctx: Ctx, p: dict) -> list[dict]:
     f = ctx.filters(p, ("district", "status"), "site_status")
-    snap, reg, live = ctx.snap(), ctx.registry, ctx.state.live
+    snap, reg, view = ctx.snap(), ctx.registry, ctx.view
     cols = [("site", "string"), ("commune", "string"), ("district", "string"), ("district_id", "string"),
             ("status", "string"), ("status_code", "number"), ("lat", "number"), ("lon", "number"),
             ("open_incidents", "number"), ("devices", "number"), ("devices_ok", "number")]
     rows = []
     for s in sorted(reg.sites.values(), key=lambda s: (s.district or "", s.name)):
-        devs = live.site_devices.get(s.id)
+        devs = view.site_devices.get(s.id)
+        if not devs:  # no device, or none the key may see
+            continue
         status = snap.site[s.id]
-        if not devs or (f["district"] and s.district not in f["district"]) or (f["status"] and status not in f["status"]):
+        if (f["district"] and s.district not in f["district"]) or (f["status"] and status not in f["status"]):
             continue
         rows.append([s.id, s.name, _name(reg, s.district), s.district or "", status, _SITE_CODE[status], s.lat, s.lon,
                      len(snap.site_incidents.get(s.id, [])), len(devs), snap.devices_ok(devs)])
@@ -169,6 +207,8 @@ def device_status(ctx: Ctx, p: dict) -> list[dict]:
             ("uplink", "string"), ("power", "string"), ("open_incidents", "number")]
     rows = []
     for d in sorted(reg.devices.values(), key=lambda d: d.id):
+        if not scope.device_visible(ctx.view, d.id):
+            continue
         status = snap.device[d.id]
         if any(f[k] and v not in f[k] for k, v in (("district", d.district), ("site", d.site), ("kind", d.kind),
                                                     ("status", status))):
@@ -183,7 +223,7 @@ def device_status(ctx: Ctx, p: dict) -> list[dict]:
 def quarantine_rate(ctx: Ctx, p: dict) -> list[dict]:
     reasons = ctx.filters(p, ("reason",))["reason"]
     # NotImplementedError (VictoriaMetrics keeps no quarantine) becomes 501 not_supported in api.errors
-    rows = ctx.state.store.quarantined(ctx.start, ctx.end, MAX_POINTS)
+    rows = [r for r in ctx.state.store.quarantined(ctx.start, ctx.end, MAX_POINTS) if scope.rejected_visible(ctx.view, r)]
     step = ctx.step_ns(60.0)
     n = max(1, -(-(ctx.end - ctx.start) // step))
     times = ctx.start + step * np.arange(n, dtype=np.int64)
@@ -214,10 +254,12 @@ def _annotations(ctx: Ctx, p: dict) -> list[dict]:
 METRICS = {"telemetry": telemetry, "incidents_open": incidents_open, "incidents_timeline": incidents_timeline,
            "site_status": site_status, "device_status": device_status, "quarantine_rate": quarantine_rate,
            "incidents_annotations": incidents_annotations}
+METRICS.update(availability.METRICS)  # the availability board's metrics (api/grafana/availability.py)
 
 
-def run(state, now: int, body: QueryIn) -> list[dict]:
-    ctx = Ctx.of(state, now, body)
+def run(state, now: int, body: QueryIn, view=None) -> list[dict]:
+    ctx = Ctx.of(state, now, body, view)
+    prefetch_telemetry(ctx, [t.payload for t in body.targets if t.target == "telemetry" and not t.hide])
     out: list[dict] = []
     for i, t in enumerate(body.targets):
         if t.hide or not t.target:
@@ -229,11 +271,11 @@ def run(state, now: int, body: QueryIn) -> list[dict]:
     return out
 
 
-def simplejson_annotations(state, now: int, body: AnnotationsIn) -> list[dict]:
+def simplejson_annotations(state, now: int, body: AnnotationsIn, view=None) -> list[dict]:
     start, end = _range(body.range, now)
     query = body.annotation.get("query") if isinstance(body.annotation, dict) else None
     payload = payload_dict(query if isinstance(query, (str, dict)) else None, "annotation.query")
-    ctx = Ctx(state, now, start, end)
+    ctx = Ctx(state, now, start, end, view=view)
     return [{"annotation": body.annotation, "isRegion": True, **a} for a in _annotations(ctx, payload)]
 
 
