@@ -25,11 +25,14 @@ import numpy as np
 
 from device_profiles import Registry
 
+from .backfill import Backfill
+from .clock_health import ClockHealth
 from .grid import align
 from .incidents import Condition, Incident, IncidentStore
 from .limits import LimitDetector
 from .multivariate import MULTIVARIATE_KINDS, KindMultivariate
 from .peers import PEER_FIELDS, KindPeers
+from .shard import WHOLE, Shard
 from .silence import SilenceDetector
 from .statistics import KindStatistics
 from .topology import Topology
@@ -40,7 +43,7 @@ log = logging.getLogger("fansipan.detect")
 class DetectionService:
     def __init__(self, registry: Registry, store, incidents: IncidentStore, clock: Callable[[], int] = time.time_ns,
                  missed: int = 3, lag_s: float = 5.0, history_s: float = 3600.0, statistics: bool = True,
-                 slack_s: float = 15.0, stall_s: float = 120.0):
+                 slack_s: float = 15.0, stall_s: float = 120.0, shard: Shard = WHOLE):
         self.registry = registry
         self.store = store
         self.incidents = incidents
@@ -50,15 +53,22 @@ class DetectionService:
         self.stall_ns = int(stall_s * 1e9)
         now = clock()
         self.silence = SilenceDetector(registry, missed=missed, since_ns=now)
+        # Device clocks and replayed data (docs/time.md): clock_health.py, backfill.py.
+        self.clock_health = ClockHealth(registry, since_ns=min(now, time.time_ns()) - int(history_s * 1e9))
+        self.backfill = Backfill(registry, store, incidents, missed=missed)
         self.topology = Topology(registry)
         self.devices = {k: sorted(d.id for d in registry.devices_of(k)) for k in registry.kinds}
+        # Sharded (analytics/shard.py): per-series detectors run on this shard's devices only.
+        self.shard = shard
+        self.owned = {k: shard.select(v) for k, v in self.devices.items()}
+        self._owned_rows = {k: np.flatnonzero([shard.owns(d) for d in v]) for k, v in self.devices.items()}
         self.limits = {k: LimitDetector(registry.kinds[k], self.devices[k]) for k in registry.kinds}
-        self.stats = {k: KindStatistics(registry.kinds[k], self.devices[k]) for k in registry.kinds} if statistics else {}
+        self.stats = {k: KindStatistics(registry.kinds[k], self.owned[k]) for k in registry.kinds} if statistics else {}
         # Multivariate (data-center kinds, IsolationForest trained on an hour of clean history) and peers
         # (a sensor that disagrees with its neighbours of the same kind).
-        self.multivariate = {k: KindMultivariate(registry.kinds[k], self.devices[k],
+        self.multivariate = {k: KindMultivariate(registry.kinds[k], self.owned[k],
                                                  train_cols=max(60, int(3600 / registry.kinds[k].reporting.interval_s)))
-                             for k in MULTIVARIATE_KINDS if k in registry.kinds and self.devices[k]} if statistics else {}
+                             for k in MULTIVARIATE_KINDS if k in registry.kinds and self.owned[k]} if statistics else {}
         self.peers = {k: KindPeers(registry.kinds[k], self.devices[k], registry)
                       for k in PEER_FIELDS if k in registry.kinds and self.devices[k]} if statistics else {}
         self.step_ns = {k: int(p.reporting.interval_s * 1e9) for k, p in registry.kinds.items()}
@@ -75,10 +85,14 @@ class DetectionService:
         now, stalled = self._effective_now(wall, last_seen)
         silent_mask, missed, last_s = self.silence.evaluate(last_seen, now)
         silent = {d: float(last_s[i]) for i, d in enumerate(self.silence.devices) if silent_mask[i]}
+        clocks = self.clock_health.conditions(self.store, wall)
+        for c in clocks:  # heard from, with a wrong clock: not silent
+            silent.pop(c.device, None)
         for kind in self.registry.kinds:
             self._advance(kind, now)
         on_battery = {d: bool(v.get("on_battery", 0) >= 0.5) for d, v in self.latest.items() if "on_battery" in v}
-        conditions = self.topology.conditions(silent, on_battery)
+        heard = {d: float(t) for d, t in zip(self.silence.devices, last_s)}
+        conditions = self.topology.conditions(silent, on_battery, heard) + clocks
         if stalled is not None:
             conditions.append(stalled)
         unreachable = {m for c in conditions for m, _ in c.members}
@@ -86,7 +100,8 @@ class DetectionService:
             for c in self._kind_conditions(kind):
                 if c.device not in unreachable and c.device not in silent:
                     conditions.append(c)
-        changes = self.incidents.reconcile(conditions, wall)
+        changes = self.incidents.reconcile(self.shard.mine(conditions), wall)
+        changes = self.backfill.after_reconcile(changes, now, wall)
         for event, inc in changes:
             log.info("incident %s #%d [%s] %s", event, inc.id, inc.severity, inc.title)
         self._write_events(changes, now)
@@ -126,9 +141,10 @@ class DetectionService:
         cols = align(frame, self.devices[kind], fields, start, step, n_cols)
         times = start + step * np.arange(n_cols, dtype=np.int64)
         self.limits[kind].update(cols, times)
-        for per_kind in (self.stats, self.multivariate, self.peers):
+        mine = cols if self.shard.whole else {f: b[self._owned_rows[kind]] for f, b in cols.items()}
+        for per_kind, block in ((self.stats, mine), (self.multivariate, mine), (self.peers, cols)):
             if kind in per_kind:
-                per_kind[kind].update(cols, times)
+                per_kind[kind].update(block, times)
         for f, block in cols.items():
             have = ~np.isnan(block)
             any_have = have.any(axis=1)

@@ -54,17 +54,28 @@ class Topology:
         rels = [self.via.get((m, root)) for m in members]
         return "power" if rels.count("power") > rels.count("uplink") else "uplink"
 
-    def conditions(self, silent: dict[str, float], on_battery: dict[str, bool] | None = None) -> list[Condition]:
+    def conditions(self, silent: dict[str, float], on_battery: dict[str, bool] | None = None,
+                   heard: dict[str, float] | None = None) -> list[Condition]:
         """``silent``: device id -> time (epoch s) it was last heard from. Returns one Condition per root.
 
         Every condition's key is ``silence:<root>``: a router that falls silent a
         little before the devices behind it is one incident that grows, not two.
+
+        ``heard`` (every device -> last heard, epoch s): a silent device none of
+        whose ancestors is silent yet, but one of which has not been heard from
+        since the device was, is left for later: that ancestor's own verdict is
+        due (it reports again, and the device is silent on its own; or it goes
+        silent too, and the device is one of its unreachable dependants).  A
+        device reporting more often than its uplink therefore does not raise a
+        "device silent" alarm of its own in the minute before "uplink down".
         """
         on_battery = on_battery or {}
         roots: dict[str, list[str]] = defaultdict(list)
         for d in silent:
             tops = [a for a in self._ancestors[d] if a in silent and not any(x in silent for x in self._ancestors[a])]
             if not tops:
+                if heard is not None and any(heard.get(a, float("-inf")) <= silent[d] for a in self._ancestors[d]):
+                    continue  # an ancestor not heard since: its verdict first
                 roots.setdefault(d, [])
                 continue
             best = max(tops, key=lambda a: sum(1 for x in self._descendants(a) if x in silent))

@@ -109,3 +109,20 @@ def test_restart_keeps_open_incidents_without_duplicates(tmp_path):
     incidents.close()
     again = IncidentStore(tmp_path / "i.sqlite")
     assert [(i.id, i.key) for i in again.open_incidents()] == before
+
+
+def test_a_device_silent_before_its_uplink_waits_for_the_uplinks_verdict():
+    """A loudspeaker that reports more often than its router goes quiet first when the uplink is cut: no
+    'device silent' alarm of its own while the router has not been heard since; one incident at the router."""
+    from analytics.topology import Topology
+
+    topo = Topology(REGISTRY)
+    heard = {d: 1000.0 for d in REGISTRY.devices}
+    heard.update({"yty-spk-1": 900.0, "yty-router": 890.0})  # the router last heard before the loudspeaker
+    assert topo.conditions({"yty-spk-1": 900.0}, heard=heard) == []
+    heard["yty-router"] = 950.0  # the router reported since: the loudspeaker is silent on its own
+    (c,) = topo.conditions({"yty-spk-1": 900.0}, heard=heard)
+    assert (c.kind, c.device) == ("silence", "yty-spk-1")
+    heard["yty-router"] = 890.0  # the router went silent too: one uplink incident, the loudspeaker in it
+    (c,) = topo.conditions({"yty-spk-1": 900.0, "yty-router": 890.0}, heard=heard)
+    assert (c.kind, c.device) == ("uplink_down", "yty-router") and ("yty-spk-1", "unreachable (inferred)") in c.members
