@@ -137,8 +137,36 @@ def collector_account(registry: Registry, name: str = "fansipan.collector", cred
     share group needs its own account: add them with ``from_env=False`` to ``extra_users``.
     """
     roots = sorted({p.topic.split("/", 1)[0] for p in registry.kinds.values()}) or ["laocai"]
-    return ServiceUser(name, tuple(("read", f"{r}/#") for r in roots), credentials_file,
+    rules = [("read", f"{r}/#") for r in roots]
+    for g in sparkplug_groups(registry):  # Sparkplug B host: reads the group, asks nodes to rebirth
+        rules += [("read", f"{SPB}/{g}/#"), ("write", f"{SPB}/{g}/NCMD/+"), ("write", f"{SPB}/{g}/DCMD/+/+")]
+    if sparkplug_groups(registry):
+        rules += [("readwrite", f"{SPB}/STATE/+")]  # the host's own online/offline state (retained, and its will)
+    return ServiceUser(name, tuple(rules), credentials_file,
                        "FANSIPAN_MQTT_PASSWORD", "FANSIPAN_MQTT_USERNAME", from_env=from_env)
+
+
+SPB = "spBv1.0"
+
+
+def sparkplug_groups(registry: Registry) -> list[str]:
+    return sorted({k.sparkplug.group for k in registry.kinds.values() if k.format == "sparkplug_b" and k.sparkplug})
+
+
+def sparkplug_rules(registry: Registry, device_id: str) -> list[str]:
+    """ACL lines of a Sparkplug B edge node: its own births, data and deaths (its will), its devices',
+    the commands addressed to it, and the host's STATE. A Sparkplug device behind a node gets none: the
+    node speaks for it (and the collector checks that the device is behind that node)."""
+    d = registry.devices[device_id]
+    kind = registry.kinds[d.kind]
+    up = registry.devices.get(d.uplink) if d.uplink else None
+    if kind.format != "sparkplug_b" or kind.sparkplug is None or (
+            up is not None and registry.kinds[up.kind].format == "sparkplug_b"):
+        return []
+    g, n = kind.sparkplug.group, d.id
+    return ([f"topic write {SPB}/{g}/{t}/{n}" for t in ("NBIRTH", "NDATA", "NDEATH")]
+            + [f"topic write {SPB}/{g}/{t}/{n}/+" for t in ("DBIRTH", "DDATA", "DDEATH")]
+            + [f"topic read {SPB}/{g}/NCMD/{n}", f"topic read {SPB}/{g}/DCMD/{n}/+", f"topic read {SPB}/STATE/+"])
 
 
 def _new_password() -> str:
@@ -294,9 +322,10 @@ def _acl_text(registry: Registry, services: list[ServiceUser], device_ids: list[
         lines.append(f"user {s.name}")
         lines += [f"topic {access} {topic}" for access, topic in s.rules]
         lines.append("")
-    lines.append(f"# {len(device_ids)} devices: each may publish to its own topic only, and read nothing.")
+    lines.append(f"# {len(device_ids)} devices: each may publish to its own topic only, and read nothing; a Sparkplug B")
+    lines.append("# edge node also to its own births, data and deaths, and reads the commands addressed to it.")
     for dev_id in device_ids:
-        lines += [f"user {dev_id}", f"topic write {device_topic(registry, dev_id)}", ""]
+        lines += [f"user {dev_id}", f"topic write {device_topic(registry, dev_id)}", *sparkplug_rules(registry, dev_id), ""]
     return "\n".join(lines)
 
 

@@ -144,6 +144,39 @@ def test_a_device_cannot_publish_as_another_device_kind_or_site(acl_broker, coll
         device.close()
 
 
+def test_a_sparkplug_edge_node_speaks_in_its_own_namespace_and_hears_its_commands(acl_broker):
+    """Sparkplug B on the secured broker: an edge node publishes its births and data (and its devices'),
+    not another node's; the collector reads the group and sends the node a rebirth command; a device
+    that is not a Sparkplug edge node cannot publish in the namespace at all."""
+    server, creds = acl_broker
+    nodes = sorted(d for d, dev in REGISTRY.devices.items() if REGISTRY.kinds[dev.kind].format == "sparkplug_b"
+                   and mqtt_security.sparkplug_rules(REGISTRY, d))
+    assert len(nodes) >= 2, "the shipped registry has two Sparkplug edge nodes"
+    node, other = nodes[:2]
+    group = REGISTRY.kinds[REGISTRY.devices[node].kind].sparkplug.group
+    plain = next(d for d, dev in REGISTRY.devices.items() if REGISTRY.kinds[dev.kind].format == "json")
+    host = Client(server.port, COLLECTOR, creds[COLLECTOR])
+    host.subscribe(f"spBv1.0/{group}/#")
+    edge = Client(server.port, node, creds[node])
+    edge.subscribe(f"spBv1.0/{group}/NCMD/{node}")
+    stranger = Client(server.port, plain, creds[plain])
+    try:
+        assert not edge.publish(f"spBv1.0/{group}/NBIRTH/{node}", b"birth").is_failure
+        assert not edge.publish(f"spBv1.0/{group}/DDATA/{node}/some-device", b"ddata").is_failure
+        assert edge.publish(f"spBv1.0/{group}/NDATA/{other}", b"forged").value == 0x87  # another node's
+        assert edge.publish(f"spBv1.0/{group}/NCMD/{other}", b"forged").value == 0x87  # commands are the host's
+        assert stranger.publish(f"spBv1.0/{group}/NBIRTH/{plain}", b"forged").value == 0x87
+        got = host.received(SILENCE_S)
+        assert got == [(f"spBv1.0/{group}/NBIRTH/{node}", b"birth"),
+                       (f"spBv1.0/{group}/DDATA/{node}/some-device", b"ddata")], got
+        assert not host.publish(f"spBv1.0/{group}/NCMD/{node}", b"rebirth").is_failure
+        assert edge.first(3) == [(f"spBv1.0/{group}/NCMD/{node}", b"rebirth")]
+        assert not host.publish(f"spBv1.0/STATE/{COLLECTOR}", b"online").is_failure
+    finally:
+        for c in (host, edge, stranger):
+            c.close()
+
+
 def test_a_device_reads_nothing(acl_broker, collector):
     server, creds = acl_broker
     dev, neighbour = two_devices(True)
@@ -280,7 +313,7 @@ def test_rerun_keeps_passwords_rotate_changes_them_and_files_are_private(tmp_pat
         write_acl(REGISTRY, tmp_path / "bad", environ={"FANSIPAN_MQTT_PASSWORD": "CHANGE_ME"})
 
 
-def test_the_acl_file_grants_exactly_one_write_topic_per_device_and_no_read(tmp_path):
+def test_the_acl_file_grants_each_device_its_own_topics_only(tmp_path):
     paths = write_acl(REGISTRY, tmp_path, environ={})
     blocks: dict[str, list[str]] = {}
     user = None
@@ -295,11 +328,19 @@ def test_the_acl_file_grants_exactly_one_write_topic_per_device_and_no_read(tmp_
         else:
             assert user is not None, "a topic line before the first user line applies to anonymous clients"
             blocks[user].append(line)
-    assert blocks.pop(COLLECTOR) == ["topic read laocai/#"]
+    assert blocks.pop(COLLECTOR) == ["topic read laocai/#", "topic read spBv1.0/laocai/#",
+                                     "topic write spBv1.0/laocai/NCMD/+", "topic write spBv1.0/laocai/DCMD/+/+",
+                                     "topic readwrite spBv1.0/STATE/+"]
     assert blocks.pop(HEALTHCHECK.name) == ["topic read $SYS/broker/uptime"]
     assert set(blocks) == set(REGISTRY.devices)
+    nodes = []
     for dev, rules in blocks.items():
-        assert rules == [f"topic write {device_topic(REGISTRY, dev)}"]
+        assert rules[0] == f"topic write {device_topic(REGISTRY, dev)}"
+        if len(rules) > 1:  # a Sparkplug B edge node: its own namespace, nothing of another node's
+            nodes.append(dev)
+            assert all(r.endswith(f"/{dev}") or r.endswith(f"/{dev}/+") or r == "topic read spBv1.0/STATE/+"
+                       for r in rules[1:]), rules
+    assert nodes and all(REGISTRY.kinds[REGISTRY.devices[n].kind].format == "sparkplug_b" for n in nodes)
 
 
 def test_password_hashes_are_what_mosquitto_passwd_writes(tmp_path):
