@@ -88,7 +88,7 @@ class ColumnBatch:
     kinds: list[KindColumns] = field(default_factory=list)
     extra: list[Point] = field(default_factory=list)
     extra_order: list[int] = field(default_factory=list)
-    encoded: list[str] | None = None  # the batch and its rejects as line protocol, when encoded ahead (ingest.delivery.prepare)
+    encoded: object = None  # the batch and its rejects encoded ahead for one store (ingest.delivery.prepare): lines, or SQLite rows
 
     def __len__(self) -> int:
         return sum(len(k) for k in self.kinds) + len(self.extra)

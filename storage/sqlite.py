@@ -38,10 +38,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import sqlite_columns
 from .base import Frame, Point, Rejected, StoreError, Value
+from .columns import ColumnBatch
 from .common import NS_PER_S, check_limit, check_query, check_range, float_fields, kind_from_tag, rows, value_caster
 from .frame import MAX_ROWS, check_frame, check_max_rows, empty, pivot, too_many
 from .line_protocol import quarantine_tag, quarantine_times, raw_text, stored_text, to_number
+from .sqlite_columns import SQLiteRows
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
@@ -206,15 +209,31 @@ class SQLiteStore:
         for p in points:
             if seen.get(p.device, -1 << 63) < p.ts_ns:
                 seen[p.device] = int(p.ts_ns)
-        quarantine = [
-            (t, quarantine_tag(r.reason), quarantine_tag(r.kind), stored_text(r.topic), stored_text(r.device),
-             stored_text(r.detail), stored_text(raw_text(r.raw)))
-            for r, t in zip(rejected, quarantine_times(rejected))
-        ]
+        self._insert(readings, seen, self._quarantine_rows(rejected), len(points), len(rejected))
+
+    def _quarantine_rows(self, rejected: Sequence[Rejected]) -> list[tuple]:
+        return [(t, quarantine_tag(r.reason), quarantine_tag(r.kind), stored_text(r.topic), stored_text(r.device),
+                 stored_text(r.detail), stored_text(raw_text(r.raw)))
+                for r, t in zip(rejected, quarantine_times(rejected))]
+
+    def encode_columns(self, batch: ColumnBatch, rejected: Sequence[Rejected] = ()) -> SQLiteRows:
+        """A bulk batch as the rows of one transaction (storage/sqlite_columns.py); StoreError for a bad value."""
+        try:
+            return sqlite_columns.encode(self, batch, list(rejected))
+        except ValueError as exc:
+            raise StoreError(f"SQLite {self.path}: batch refused: {exc}", retryable=False) from exc
+
+    def write_columns(self, batch: ColumnBatch, rejected: Sequence[Rejected] = ()) -> None:
+        """``write`` for a bulk batch, without a Point per reading; uses the rows encoded ahead if any."""
+        rows = batch.encoded if isinstance(batch.encoded, SQLiteRows) else self.encode_columns(batch, rejected)
+        self._insert(rows.readings, rows.seen, rows.quarantine, len(batch), len(rejected))
+
+    def _insert(self, readings: list[tuple], seen: dict[str, int], quarantine: list[tuple], n_points: int,
+                n_rejected: int) -> None:
         if not readings and not seen and not quarantine:
             return
         conn = self._conn()
-        with self._errors(f"write {len(points)} points and {len(rejected)} refusals to {self.path}"):
+        with self._errors(f"write {n_points} points and {n_rejected} refusals to {self.path}"):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", readings)

@@ -89,3 +89,38 @@ def test_last_write_of_a_point_wins_within_a_concurrent_batch(stores):
     store.write_columns(batch, rejected)
     got = dict(store.query("dc-srv-01", "cpu_pct", T0 - S, T0 + 10 * S))
     assert got == {T0 + k * S: float(max(v for i, v in enumerate(range(1, 60)) if i % 7 == k)) for k in range(7)}
+
+
+def test_sqlite_bulk_write_stores_what_the_per_point_write_stores(tmp_path):
+    """The embedded store's write_columns (storage/sqlite_columns.py): the same rows, byte for byte, as write()."""
+    import sqlite3
+
+    from ingest.delivery import prepare
+    from storage import SQLiteStore
+
+    msgs = _messages(20)
+    v = Validator(REGISTRY)
+    points, rejected = [], []
+    for m in msgs:
+        p, r = v.message(*m)
+        points += p
+        rejected += r
+    per_point = SQLiteStore(tmp_path / "points.sqlite", REGISTRY)
+    per_point.write(points, rejected)
+    bulk = SQLiteStore(tmp_path / "bulk.sqlite", REGISTRY)
+    batch, bulk_rejected = BulkValidator(v).messages(msgs)
+    assert deliver(bulk, prepare(bulk, batch, bulk_rejected), bulk_rejected) == 0
+    for s in (per_point, bulk):
+        s.close()
+
+    def dump(path):
+        with sqlite3.connect(path) as c:
+            return {t: sorted(c.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                    for t in ("readings", "last_seen", "quarantine")}
+
+    got, want = dump(tmp_path / "bulk.sqlite"), dump(tmp_path / "points.sqlite")
+    assert got == want
+    assert len(got["readings"]) == 20 * 10 * 7 and len(got["quarantine"]) == 1
+    with sqlite3.connect(tmp_path / "bulk.sqlite") as c:  # ints stay integers, floats reals
+        types = dict(c.execute("SELECT field, typeof(value) FROM readings GROUP BY field").fetchall())
+    assert types["procs"] == "integer" and types["heater_on"] == "integer" and types["pm25"] == "real"
