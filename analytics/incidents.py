@@ -327,6 +327,24 @@ class IncidentStore:
                     changes.append(("resolved", inc.id))
         return [(ev, self.get(i)) for ev, i in changes]
 
+    def amend_resolution(self, incident_id: int, resolved_ns: int, evidence: dict, now_ns: int, event: str,
+                         detail: str) -> Incident | None:
+        """Correct when a resolved incident really ended, from data that arrived late (analytics/backfill.py).
+
+        Merges ``evidence`` into the incident's and records ``event``; pages nobody and opens nothing.
+        Returns the amended incident, or None if it is not resolved (any more).
+        """
+        with self._lock, self._tx():
+            row = self._db.execute("SELECT evidence FROM incidents WHERE id = ? AND status = 'resolved'",
+                                   (incident_id,)).fetchone()
+            if row is None:
+                return None
+            merged = {**json.loads(row[0]), **evidence}
+            self._db.execute("UPDATE incidents SET resolved_ns = ?, evidence = ? WHERE id = ?",
+                             (resolved_ns, json.dumps(merged, default=str), incident_id))
+            self._event(incident_id, now_ns, event, detail)
+        return self.get(incident_id)
+
     def _open_or_reopen(self, c: Condition, now_ns: int) -> tuple[str, int]:
         recent = self._db.execute(
             "SELECT id FROM incidents WHERE key = ? AND status = 'resolved' AND resolved_ns >= ? ORDER BY resolved_ns DESC LIMIT 1",

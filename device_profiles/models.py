@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # small, safe alphabet instead of escaping them everywhere.
 IDENT = r"^[a-z][a-z0-9_-]{0,62}$"
 IDENT_RE = re.compile(IDENT)
+COMMUNE_OWNER = "ubnd_{commune}"  # a kind owned by the people's committee of whichever commune the device is in
+OWNER = r"^([a-z][a-z0-9_-]{0,62}|ubnd_\{commune\})$"
 
 FieldType = Literal["float", "int", "bool"]
 # Statistical checks a field can opt into (analytics/statistics.py); limits always apply where marks are set.
@@ -121,6 +123,26 @@ class Reporting(Strict):
         default=120, ge=0, description="how far ahead of arrival a measurement time may be"
     )
     duty_cycle: DutyCycle | None = None
+    # Clock and late data (ingest/clock.py, docs/time.md).
+    clock_tolerance_s: float = Field(
+        default=120, gt=0, description="how far a device clock may be behind arrival time before it counts as off")
+    clock_policy: Literal["quarantine", "correct"] = Field(
+        default="quarantine", description="readings from a clock beyond tolerance: quarantined (reason clock_skew) "
+        "or stored at a time corrected from arrival (field time_corrected=1)")
+    replay_horizon_s: float = Field(
+        default=7 * 86400, gt=0, description="how old a replayed (buffered) reading may be and still be stored")
+
+
+class SparkplugSpec(Strict):
+    """How a kind's devices appear in the Sparkplug B namespace (docs/formats.md).
+
+    The Sparkplug edge node id and device id are Fansipan device ids; metric
+    names are field names unless ``metrics`` maps them.
+    """
+
+    group: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Sparkplug group id the devices publish under")
+    metrics: dict[str, str] = Field(
+        default_factory=dict, description="Sparkplug metric name -> field name, for names that are not the field's")
 
 
 class Profile(Strict):
@@ -133,6 +155,11 @@ class Profile(Strict):
     format: str = Field(pattern=IDENT, description="name of the payload decoder")
     reporting: Reporting
     fields: dict[str, FieldSpec] = Field(min_length=1)
+    sparkplug: SparkplugSpec | None = Field(default=None, description="format sparkplug_b: group and metric names")
+    owner: str | None = Field(default=None, pattern=OWNER, description="the agency that owns devices of this kind "
+                              "(agencies.yaml), or 'ubnd_{commune}': the people's committee of the device's commune")
+    shared: bool = Field(default=False, description="data of this kind is shared with every agency (the province's "
+                                                    "connected shared data)")
 
     @field_validator("topic")
     @classmethod
@@ -157,6 +184,16 @@ class Profile(Strict):
                 raise ValueError(f"field name {name!r} is reserved by Fansipan")
         return v
 
+    @model_validator(mode="after")
+    def _sparkplug_spec(self) -> Profile:
+        if self.sparkplug is not None:
+            if self.format != "sparkplug_b":
+                raise ValueError(f"'sparkplug' applies only to format sparkplug_b, not {self.format!r}")
+            unknown = sorted(set(self.sparkplug.metrics.values()) - set(self.fields))
+            if unknown:
+                raise ValueError(f"sparkplug.metrics maps to {unknown[0]!r}, which is not one of this profile's fields")
+        return self
+
     @property
     def subscription(self) -> str:
         """The MQTT subscription that covers every device of this kind."""
@@ -164,7 +201,8 @@ class Profile(Strict):
 
 
 # Names Fansipan itself writes next to the device's fields.
-RESERVED_FIELDS = frozenset({"time", "arrived_ms", "device", "kind", "site", "district"})
+RESERVED_FIELDS = frozenset({"time", "arrived_ms", "device", "kind", "site", "district",
+                             "historical", "time_corrected"})  # the last two: ingest/clock.py
 
 
 SiteType = Literal["province", "data_center", "district", "commune"]
@@ -179,6 +217,8 @@ class DeviceEntry(Strict):
     power: str | None = Field(default=None, description="device id of the power feed (UPS, PDU) it depends on")
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
+    owner: str | None = Field(default=None, pattern=IDENT, description="owning agency, instead of the site's or kind's")
+    shared: bool | None = Field(default=None, description="shared with every agency, instead of the site's or kind's")
 
 
 class SiteEntry(Strict):
@@ -190,8 +230,26 @@ class SiteEntry(Strict):
     lon: float | None = Field(default=None, ge=-180, le=180)
     uplink: str | None = Field(default=None, description="default uplink of the site's devices")
     power: str | None = Field(default=None, description="default power feed of the site's devices")
+    owner: str | None = Field(default=None, pattern=IDENT, description="owning agency of the site's devices, "
+                              "instead of their kinds' (a device's own owner: still wins)")
+    shared: bool | None = Field(default=None, description="the site's devices are shared with every agency")
     devices: list[DeviceEntry] = Field(default_factory=list)
 
 
 class SitesFile(Strict):
     sites: list[SiteEntry] = Field(min_length=1)
+
+
+AgencyType = Literal["department", "enterprise", "people_committee", "other"]
+
+
+class AgencyEntry(Strict):
+    """An agency that owns devices (device_profiles/agencies.yaml); API keys can be scoped to one."""
+
+    id: str = Field(pattern=IDENT)
+    type: AgencyType
+    name: Title
+
+
+class AgenciesFile(Strict):
+    agencies: list[AgencyEntry] = Field(min_length=1)

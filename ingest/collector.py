@@ -15,7 +15,11 @@ Delivery contract (QoS 1, persistent session):
   queue, see deploy/mosquitto/mosquitto.conf).
 
 Threads: paho's network thread only appends messages to the pending list; one
-writer thread decodes, validates, writes and acknowledges.
+writer thread decodes and validates (in bulk, as numpy columns: ingest/bulk.py)
+and encodes; one sender thread (ingest/pipeline.py) writes, acknowledges and
+counts, one hand-off (~1 MB of payload) at a time, in order, while the writer
+reads the next.  ``Collector(bulk=False, pipeline=False)`` is the old one-thread,
+reading-by-reading path.
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ from device_profiles import Registry
 from fansipan.config import Settings
 from storage.base import Rejected, Store, StoreError
 
-from .delivery import backoff_s, deliver
+from .clock import ClockTracker
+from .bulk import BulkValidator
+from .delivery import as_points, backoff_s, count_by_kind, deliver, device_ids, prepare
+from .formats import SparkplugLink
+from .pipeline import Conveyor, slices
 from .spool import Spool, SpoolFull
 from .validate import Validator
 
@@ -97,11 +105,16 @@ class _Msg:
 
 class Collector:
     def __init__(self, settings: Settings, registry: Registry, store: Store, heartbeat_file: str | None = None,
-                 spool: Spool | None = None):
+                 spool: Spool | None = None, bulk: bool = True, pipeline: bool = True):
         self.settings = settings
         self.registry = registry
         self.store = store
         self.validator = Validator(registry)
+        self.clock = ClockTracker(registry)  # clock skew, late and replayed readings (docs/time.md)
+        # Validate a batch as numpy columns (ingest/bulk.py); bulk=False: message by message, reading by reading.
+        self.bulk = BulkValidator(self.validator) if bulk else None
+        self.pipeline = pipeline  # validate the next batch while this one is written (ingest/pipeline.py)
+        self._conveyor: Conveyor | None = None
         self.stats = CollectorStats()
         self.heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
         self.max_pending = 4 * settings.batch_size  # beyond this the network thread waits (backpressure)
@@ -114,6 +127,7 @@ class Collector:
         self._spooled = threading.Event()
         self._forwarder: threading.Thread | None = None
         self._client = self._make_client()
+        self._sparkplug = SparkplugLink(self._client, self.validator, settings.mqtt_client_id)  # ingest/formats.py
 
     # --- MQTT -----------------------------------------------------------------------------------
 
@@ -121,7 +135,7 @@ class Collector:
         subs = sorted({p.subscription for p in self.registry.kinds.values()})
         if self.settings.mqtt_share_group:
             subs = [f"$share/{self.settings.mqtt_share_group}/{s}" for s in subs]
-        return subs
+        return subs + self._sparkplug.subscriptions  # Sparkplug B: never shared (ingest/formats.py)
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -166,6 +180,7 @@ class Collector:
             client.subscribe([(t, 1) for t in subs])
         with self.stats.lock:
             self.stats.connected = True
+        self._sparkplug.online()
         log.info("connected to MQTT broker %s:%s (session %s); subscribed to %d topic filters",
                  host, port, "resumed" if flags.session_present else "new", len(subs))
 
@@ -214,6 +229,8 @@ class Collector:
             self._client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
         else:
             self._client.connect_async(host, port, keepalive=30)
+        if self.pipeline:
+            self._conveyor = Conveyor(self._deliver, _GiveUp)
         self._writer = threading.Thread(target=self._write_loop, name="fansipan-writer", daemon=True)
         self._writer.start()
         if self.spool is not None:
@@ -263,42 +280,65 @@ class Collector:
         return batch
 
     def _write_loop(self) -> None:
-        while True:
-            batch = self._take_batch()
-            if batch:
-                try:
-                    self._process(batch)
-                except _GiveUp:
-                    return
-            self._heartbeat()
-            if self._stopping.is_set():
-                with self._cond:
-                    if not self._pending:
+        try:
+            while True:
+                batch = self._take_batch()
+                if batch:
+                    try:
+                        self._process(batch)
+                    except _GiveUp:
                         return
+                self._heartbeat()
+                if self._stopping.is_set():
+                    with self._cond:
+                        if not self._pending:
+                            return
+        finally:
+            if self._conveyor is not None:
+                self._conveyor.close()
 
     def _process(self, batch: list[_Msg]) -> None:
-        points, rejected = [], []
-        for m in batch:
-            try:
-                p, r = self.validator.message(m.topic, m.payload, m.arrived_ns)
-            except Exception as exc:  # a validator bug must not kill the collector or lose the message
-                log.exception("validator failed on topic %s", m.topic)
-                p, r = [], [Rejected(m.arrived_ns, m.topic, "decode_error", f"internal error: {exc!r}", bytes(m.payload[:4096]))]
-            points.extend(p)
-            rejected.extend(r)
+        if self._conveyor is None:
+            self._deliver(batch, *self._validate(batch))
+            return
+        for part in slices(batch):  # ~1 MB of payload a hand-off: the store writes one while the next is read
+            if not self._conveyor.put((part, *self._validate(part))):
+                raise _GiveUp  # the sender stopped: what is left stays unacknowledged, for redelivery
+
+    def _deliver(self, batch: list[_Msg], points, rejected) -> None:
+        """Make the batch durable, acknowledge it, count it (on the sender thread when pipelined)."""
         refused = self._accept(points, rejected)
         self._ack(batch)
         with self.stats.lock:
             st = self.stats
             st.messages += len(batch)
             st.readings_stored += len(points) - refused
-            for p in points:
-                st.per_kind[p.kind] += 1
-                st.devices.add(p.device)
+            st.per_kind.update(count_by_kind(points))
+            st.devices.update(device_ids(points))
             for r in rejected:
                 st.rejected[r.reason] += 1
             if refused:
                 st.rejected["store_rejected"] += refused
+
+    def _validate(self, batch: list[_Msg]):
+        """(points: a list of Points or a storage.columns.ColumnBatch, rejects) for a batch of messages."""
+        if self.bulk is not None:
+            try:
+                cols, rejected = self.bulk.messages([(m.topic, m.payload, m.arrived_ns) for m in batch], clock=self.clock)
+                return prepare(self.store, cols, rejected), rejected
+            except Exception:  # a bulk-path bug must not lose the batch: the per-message path below decides
+                log.exception("bulk validation failed on a batch of %d messages; validating them one by one", len(batch))
+        points, rejected = [], []
+        for m in batch:
+            try:
+                p, r = self.validator.message(m.topic, m.payload, m.arrived_ns)
+                p, r = self.clock.apply(p, r, m.topic, m.payload)
+            except Exception as exc:  # a validator bug must not kill the collector or lose the message
+                log.exception("validator failed on topic %s", m.topic)
+                p, r = [], [Rejected(m.arrived_ns, m.topic, "decode_error", f"internal error: {exc!r}", bytes(m.payload[:4096]))]
+            points.extend(p)
+            rejected.extend(r)
+        return points, rejected
 
     def _failed(self, exc: StoreError) -> None:
         with self.stats.lock:
@@ -329,7 +369,7 @@ class Collector:
                         continue
                     log.warning("store write failed (%s): spooling the batch to %s", exc, self.spool.path)
             try:
-                self.spool.put(points, rejected)
+                self.spool.put(as_points(points), rejected)
                 self._spooled.set()
                 self._spool_alarm()
                 return 0

@@ -27,8 +27,11 @@ REASONS = (
     "unknown_field",  # a field (or tag) the profile does not declare
     "wrong_type",  # a value of the wrong type (string for a number, NaN...)
     "out_of_range",  # a value outside the profile's valid range
-    "bad_timestamp",  # unreadable, before 2000, or too far in the future
+    "bad_timestamp",  # unreadable, before 2000, too far in the future, or older than the replay horizon
+    "clock_skew",  # the device clock is steadily off beyond the profile's tolerance (ingest/clock.py)
     "store_rejected",  # the store refused the rows as invalid (not a transient failure)
+    "wrong_unit",  # SenML: a unit other than the profile's (ingest/senml.py; never converted)
+    "unknown_alias",  # Sparkplug B: data by an alias no birth declared, or before the birth (ingest/sparkplug.py)
 )
 
 MIN_TS_NS = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
@@ -137,6 +140,10 @@ class Validator:
         self.max_payload_bytes = max_payload_bytes
         # Check at start, not at the first message, that every profile's format has a decoder.
         self._decoders = {k: get_decoder(p.format) for k, p in registry.kinds.items()}
+        # Sparkplug B sessions, SenML units, gateways speaking for many devices (ingest/formats.py).
+        from .formats import SPARKPLUG_PREFIX, special_formats
+        self.sparkplug, self._special = special_formats(self)
+        self._sparkplug_prefix = SPARKPLUG_PREFIX
 
     def message(self, topic: str, payload: bytes, arrived_ns: int) -> tuple[list[Point], list[Rejected]]:
         def reject(reason: str, detail: str, kind: str = "", device: str = "") -> Rejected:
@@ -144,6 +151,8 @@ class Validator:
 
         if len(payload) > self.max_payload_bytes:
             return [], [reject("too_large", f"payload of {len(payload)} bytes is over the {self.max_payload_bytes}-byte limit")]
+        if self.sparkplug is not None and topic.startswith(self._sparkplug_prefix):
+            return self.sparkplug.message(topic, payload, arrived_ns)
         found = self.router.route(topic)
         if found is None:
             return [], [reject("unknown_topic", "topic matches no device profile's topic pattern")]
@@ -158,6 +167,9 @@ class Validator:
             else:
                 why = f"device {device_id!r} is registered at site {device.site!r}, not {site_id[:64]!r}"
             return [], [reject("unknown_device", why, profile.kind, device_id)]
+        special = self._special.get(profile.format)
+        if special is not None:
+            return special(topic, payload, arrived_ns, profile, device_id, reject)
         try:
             items = self._decoders[profile.kind](payload)
         except DecodeError as exc:
@@ -211,7 +223,8 @@ class Validator:
             if ts_ns < MIN_TS_NS:
                 return "bad_timestamp", f"measurement time {_iso(ts_ns)} is before 2000: the device clock is not set"
             ahead_s = (ts_ns - arrived_ns) / 1e9
-            if ahead_s > profile.reporting.future_tolerance_s:
+            # clock_policy correct: ingest/clock.py shifts a clock that runs ahead instead of refusing it
+            if ahead_s > profile.reporting.future_tolerance_s and profile.reporting.clock_policy != "correct":
                 return "bad_timestamp", (
                     f"measurement time {_iso(ts_ns)} is {ahead_s:.0f} s ahead of arrival; "
                     f"profile {profile.kind!r} tolerates {profile.reporting.future_tolerance_s:g} s: check the device clock (NTP)"

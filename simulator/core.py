@@ -140,6 +140,7 @@ class Simulation:
         self._t0: float | None = start.timestamp() if start else None
         self._cursor: float | None = self._t0
         self._buffers: dict[tuple[str, int], list] = {}  # (kind, device pos) -> [(frag, skewed)]
+        self._held: dict[tuple[str, int], list] = {}  # link_replay: (kind, device pos) -> frags measured, not yet sent
         self._malformed_n = 0
         self.stats = SimStats()
 
@@ -193,11 +194,17 @@ class Simulation:
             else:
                 frags = m.encode(dev, ts, vals)
             skewed = (skew > 0).tolist()
+            held = plan.holding(kind, dev, off).tolist() if kind in plan.held else None
+            if held is not None:  # the link is back for these devices: their buffer goes first
+                for i in sorted({i for j, i in enumerate(dev.tolist()) if not held[j] and (kind, i) in self._held}):
+                    out.extend(self._replay(m, i))
             rate = plan.malformed_rate(off)
             broken = (sg.uniform(m.keys[dev] ^ np.uint64(0xBAD), k) < rate).tolist() if rate.any() else None
             ids, topics, batch = m.ids, m.topics, self.batch
             for j, i in enumerate(dev.tolist()):
-                if broken is not None and broken[j]:
+                if held is not None and held[j]:
+                    self._held.setdefault((kind, i), []).append(frags[j])
+                elif broken is not None and broken[j]:
                     out.append(self._malformed(m, j, i, ts[j], vals))
                 elif batch == 1:
                     sk = skewed[j]
@@ -208,6 +215,11 @@ class Simulation:
                     if len(buf) >= batch:
                         out.extend(self._flush_one(m, i))
             yield kind, out
+
+    def _replay(self, m: KindModel, i: int, per_message: int = 60) -> list:
+        held = self._held.pop((m.kind, i), [])
+        return [(m.topics[i], m.join(held[k:k + per_message]), len(held[k:k + per_message]), "bad_timestamp", 0,
+                 m.kind, m.ids[i]) for k in range(0, len(held), per_message)]
 
     def _flush_one(self, m: KindModel, i: int) -> list:
         buf = self._buffers.pop((m.kind, i), None)

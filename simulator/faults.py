@@ -36,6 +36,8 @@ FAULTS = {
     "flood": "<water-level device id>: the river rises past the warn and crit marks over ~1 hour",
     "speaker_offline": "<site id>: the site's IP loudspeaker clusters fall silent",
     "clock_skew": "<device id>: timestamps 1 hour ahead of max(simulated time, wall clock): refused, bad_timestamp",
+    "link_replay": "<site id>: like uplink_cut, but the devices keep measuring and replay their buffer, 60 readings "
+                   "a message, when the link returns (docs/time.md)",
     "malformed": "<rate 0..1>: that share of messages replaced by one-reading bad payloads",
 }
 
@@ -124,7 +126,7 @@ class Fault:
             by_site.setdefault(d.site, []).append(d)
         if self.name == "malformed":
             return []
-        if self.name == "uplink_cut":
+        if self.name in ("uplink_cut", "link_replay"):
             uplinks = {d.uplink for d in reg.devices.values() if d.uplink}
             sites = {s: [d.id for d in devs if d.id in uplinks] for s, devs in by_site.items()}
             sites = {s: ids for s, ids in sites.items() if ids}
@@ -186,7 +188,7 @@ def flood_field(profile) -> str | None:
 def silenced_by(fault: Fault, registry) -> set[str]:
     """Every device a silencing fault takes off the air (its direct targets and all that depend on them)."""
     direct = set(fault.devices(registry))
-    if fault.name not in ("uplink_cut", "power_loss", "speaker_offline"):
+    if fault.name not in ("uplink_cut", "power_loss", "speaker_offline", "link_replay"):
         return set()
     return direct | {d for d in registry.devices if direct.intersection(registry.ancestors(d))}
 
@@ -203,6 +205,7 @@ class FaultPlan:
         self.silence: dict[str, list] = {}  # kind -> [(device mask, start, end)]
         self.stuck: dict[str, list] = {}
         self.skew: dict[str, list] = {}
+        self.held: dict[str, list] = {}  # kind -> [(device mask, start, end)]: measured, buffered, replayed at end
         self.effects: dict[str, list] = {}  # kind -> [(fn, device mask, fault)]
         self.malformed = [(f.rate, f.start_s, f.end_s) for f in self.faults if f.name == "malformed"]
 
@@ -211,6 +214,10 @@ class FaultPlan:
 
         for f in self.faults:
             direct = set(f.devices(registry))
+            if f.name == "link_replay":
+                for kind, m in models.items():
+                    if (mk := mask(m, silenced_by(f, registry))).any():
+                        self.held.setdefault(kind, []).append((mk, f.start_s, f.end_s))
             if f.name in ("uplink_cut", "speaker_offline", "power_loss"):
                 gone = silenced_by(f, registry)
                 start = f.start_s + (POWER_DRAIN_S if f.name == "power_loss" else 0.0)
@@ -264,6 +271,10 @@ class FaultPlan:
                 first = np.ceil((m.t0 + a - m.phase[dev[hit]]) / m.interval_s).astype(np.int64)
                 k[hit] = first
         return k
+
+    def holding(self, kind: str, dev: np.ndarray, off: np.ndarray) -> np.ndarray:
+        """Readings measured but held back (link_replay): published when the link returns."""
+        return self._active(self.held.get(kind, ()), dev, off)
 
     def skew_s(self, kind: str, dev, off) -> np.ndarray:
         return np.where(self._active(self.skew.get(kind, ()), dev, off), CLOCK_SKEW_S, 0.0)
