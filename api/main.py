@@ -15,10 +15,12 @@ from fansipan.config import Settings
 from storage.base import Store
 
 from . import errors
+from .body_limit import BodyLimit
 from .deps import AppState
 from .keys import KeyStore
 from .live import LiveStatus
 from .metrics import ApiMetrics, RequestMetrics
+from .routes import availability as _availability
 from .routes import devices as _devices
 from .routes import grafana as _grafana
 from .routes import health as _health
@@ -45,13 +47,20 @@ Telemetry, devices, sites, incidents and the quarantine of the Lào Cai provinci
 **operator** also acknowledges, assigns, resolves and comments on incidents; **admin** also manages keys.
 The first admin key: `fansipan keys create --role admin --name ops`.
 
+**Scopes / Phạm vi**: a viewer or operator key may be scoped to `agency:<id>`, `district:<id>` or
+`commune:<id>`: it sees that scope's devices, telemetry and incidents plus the shared data (air quality,
+water level...), and anything else answers 404 as if it did not exist; `/metrics` needs a province-wide
+key. *Khóa có phạm vi chỉ thấy thiết bị, dữ liệu và sự cố trong phạm vi, cùng dữ liệu dùng chung.*
+See docs/shared-data.md.
+
 **Errors / Lỗi**: always `{"error": {"code", "message", "details"}}`; the message names the parameter
 at fault and what to do.
 
 **Times / Thời gian**: RFC 3339 with a zone, epoch seconds or milliseconds, or `now-1h`.
 """
 
-ROUTES = (_telemetry, _devices, _sites, _incidents, _quarantine, _grafana, _keys, _metrics, _status, _health)
+ROUTES = (_telemetry, _devices, _sites, _incidents, _quarantine, _grafana, _keys, _metrics, _status, _health,
+          _availability)
 TAGS = [
     {"name": "telemetry", "description": "Series by device and field, raw or downsampled; latest values / Dữ liệu đo"},
     {"name": "devices", "description": "Devices from the profiles, with live status / Thiết bị và trạng thái"},
@@ -63,6 +72,8 @@ TAGS = [
     {"name": "metrics", "description": "Prometheus metrics of Fansipan itself / Chỉ số giám sát"},
     {"name": "status", "description": "The status page / Trang trạng thái"},
     {"name": "health", "description": "Liveness for load balancers and compose / Tình trạng dịch vụ"},
+    {"name": "availability", "description": "Uptime, outages, MTTR/MTBF, the monthly report, planned maintenance / "
+                                            "Tỷ lệ sẵn sàng, báo cáo tháng, lịch bảo trì"},
 ]
 
 
@@ -105,6 +116,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     errors.install(app)
     for module in ROUTES:
         app.include_router(module.router)
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     return app
 

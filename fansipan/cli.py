@@ -84,16 +84,21 @@ def cmd_collect(args) -> int:
 def cmd_detect(args) -> int:
     from analytics.incidents import IncidentStore
     from analytics.service import DetectionService
+    from analytics.shard import Shard
     from storage.factory import open_store
 
-    settings = Settings.from_env(mqtt=False)
+    settings = Settings.from_env(mqtt=False, detect_shard=args.shard)
     registry = load_registry(settings.profiles_path())
     store = open_store(settings, registry)
     incidents = IncidentStore(settings.incidents_path)
-    service = DetectionService(registry, store, incidents)
+    shard = Shard.parse(settings.detect_shard)
+    service = DetectionService(registry, store, incidents, shard=shard)
     stop = _stop_event()
     log.info("detector: store %s, incidents in %s, a cycle every %d s", settings.store, settings.incidents_path,
              settings.detect_every_s)
+    if not shard.whole:
+        log.info("detector shard %s: per-series detectors on %d of %d devices", shard,
+                 sum(map(len, service.owned.values())), len(registry.devices))
     service.run(settings.detect_every_s, stop)
     incidents.close()
     store.close()
@@ -144,6 +149,10 @@ def cmd_bench(args) -> int:
         from benchmarks.nab import main as nab_main
 
         return nab_main(["--data", args.data, *(["--out", args.out] if args.out else [])])
+    if args.bench == "sparkplug":
+        from benchmarks.sparkplug import main as sparkplug_main
+
+        return sparkplug_main([])
     from benchmarks.ingest import main as ingest_main
 
     ingest_main([])
@@ -158,6 +167,34 @@ def cmd_demo(args) -> int:
 
 def cmd_mqtt_acl(args) -> int:
     from .mqtt_security import run
+
+    return run(args)
+
+
+def cmd_probe(args) -> int:
+    from probe.config import ProbeConfigError
+    from probe.run import run
+
+    try:
+        return run(args, _stop_event())
+    except ProbeConfigError as exc:
+        print(f"fansipan probe: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_notify(args) -> int:
+    from notify.rules import RulesError
+    from notify.run import run
+
+    try:
+        return run(args, _stop_event())
+    except RulesError as exc:
+        print(f"fansipan notify: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_report(args) -> int:
+    from reports.cli import run
 
     return run(args)
 
@@ -182,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.set_defaults(func=cmd_collect)
 
     det = sub.add_parser("detect", help="run the detector: silence, topology, limits, anomalies -> incidents")
+    det.add_argument("--shard", metavar="I/N", help="run shard I of N detector processes, e.g. 0/3 "
+                     "(default FANSIPAN_DETECT_SHARD, else 0/1: one detector for everything); see docs/SCALING.md")
     det.set_defaults(func=cmd_detect)
 
     sim = sub.add_parser("simulate", help="publish simulated field-device telemetry to a broker")
@@ -201,6 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt_acl_arguments(acl)
     acl.set_defaults(func=cmd_mqtt_acl)
 
+    prb = sub.add_parser("probe", help="synthetic probes: check portals, DNS and TCP reachability, publish the results over MQTT")
+    prb.add_argument("--config", required=True, help="the probe's checks (YAML; see deploy/probe.example.yaml, docs/probes.md)")
+    prb.add_argument("--client-id", help="MQTT client id (default fansipan-probe-HOSTNAME)")
+    prb.add_argument("--credentials", help="device-credentials.csv from `fansipan mqtt-acl`: one connection per probe "
+                     "device with its own account (default: one connection as FANSIPAN_MQTT_USERNAME)")
+    prb.add_argument("--once", action="store_true", help="run one round, print the readings, publish nothing")
+    prb.set_defaults(func=cmd_probe)
+
+    ntf = sub.add_parser("notify", help="send incident notifications (e-mail, signed webhook, Telegram) by rules")
+    ntf.add_argument("--rules", required=True, help="rules and channels (YAML; see deploy/notify.example.yaml, docs/notifications.md)")
+    ntf.add_argument("--every", type=float, default=5.0, help="seconds between passes over the incident events (default 5)")
+    ntf.set_defaults(func=cmd_notify)
+
+    rep = sub.add_parser("report", help="the monthly availability report for the leadership (csv, html, pdf)")
+    from reports.cli import add_arguments as _report_arguments
+
+    _report_arguments(rep)
+    rep.set_defaults(func=cmd_report)
+
     srv = sub.add_parser("serve", help="run the API (telemetry, devices, sites, incidents, Grafana data source, /status)")
     srv.set_defaults(func=cmd_serve)
     keys = sub.add_parser("keys", help="API keys: create --role admin|operator|viewer --name NAME | list | revoke ID",
@@ -216,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     nab.set_defaults(func=cmd_bench)
     ing = bench_sub.add_parser("ingest", help="collector vs bare paho vs mosquitto_sub (needs mosquitto and influxd)")
     ing.set_defaults(func=cmd_bench)
+    spb = bench_sub.add_parser("sparkplug", help="Sparkplug B decode rate against the JSON decoder (no server needed)")
+    spb.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="broker + collector + embedded store + simulator with faults, on this machine")
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
