@@ -42,10 +42,20 @@ import orjson
 
 from .base import Frame, Rejected, StoreError, Value
 from .bulk_encode import WritesColumns
-from .common import (NS_PER_S, ReadsThroughReader, WritesLineProtocol, check_query, float_fields, http_error, rows,
-                     safe_url, unreachable, value_caster)
+from .common import (
+    ReadsThroughReader,
+    WritesLineProtocol,
+    check_query,
+    float_fields,
+    http_error,
+    rows,
+    safe_url,
+    unreachable,
+    value_caster,
+)
 from .frame import MAX_ROWS, check_frame, check_max_rows, empty, pivot, too_many
 from .line_protocol import Encoder
+from .window import windowed
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
@@ -64,29 +74,6 @@ def _seconds(ms: int) -> str:
 def _label(value: str) -> str:
     """A label value inside a series selector, double-quoted and escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def aggregate(ts_ns: np.ndarray, values: np.ndarray, window_ns: int, agg: str) -> list[tuple[int, float]]:
-    """Aggregate sorted samples into epoch-aligned windows; one row per non-empty window, at its start."""
-    if ts_ns.size == 0:
-        return []
-    buckets = ts_ns - ts_ns % window_ns  # numpy's % follows the divisor's sign: correct before 1970 too
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], ts_ns.size]
-    counts = ends - starts
-    if agg == "count":
-        out = counts
-    elif agg == "mean":
-        out = np.add.reduceat(values, starts) / counts
-    elif agg == "min":
-        out = np.minimum.reduceat(values, starts)
-    elif agg == "max":
-        out = np.maximum.reduceat(values, starts)
-    elif agg == "last":
-        out = values[ends - 1]
-    else:  # pragma: no cover - check_query refuses it first
-        raise ValueError(f"unknown aggregate {agg!r}")
-    return list(zip(buckets[starts].tolist(), out.tolist()))
 
 
 class VictoriaMetricsReader:
@@ -155,7 +142,8 @@ class VictoriaMetricsReader:
         if window_s is None:
             pairs = list(zip(ts.tolist(), vals.tolist()))
         else:
-            pairs = aggregate(ts, vals, window_s * NS_PER_S, agg)
+            starts, out = windowed(ts, vals, window_s, agg)
+            pairs = list(zip(starts.tolist(), out.tolist()))
         return rows(pairs, value_caster(ftype, agg))
 
     def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
