@@ -39,6 +39,8 @@ class Topology:
                     self.dependants[parent].append(d.id)
                     self.via[(d.id, parent)] = rel
         self._ancestors = {d: registry.ancestors(d) for d in registry.devices}
+        self._due_s = {d.id: registry.kinds[d.kind].reporting.interval_s + registry.kinds[d.kind].reporting.jitter_s
+                       for d in registry.devices.values()}
 
     def _descendants(self, device: str) -> list[str]:
         out, todo = [], list(self.dependants.get(device, ()))
@@ -63,19 +65,22 @@ class Topology:
 
         ``heard`` (every device -> last heard, epoch s): a silent device none of
         whose ancestors is silent yet, but one of which has not been heard from
-        since the device was, is left for later: that ancestor's own verdict is
-        due (it reports again, and the device is silent on its own; or it goes
-        silent too, and the device is one of its unreachable dependants).  A
-        device reporting more often than its uplink therefore does not raise a
-        "device silent" alarm of its own in the minute before "uplink down".
+        since the device's first missed report was due (its last report +
+        interval + jitter), is left for later: that ancestor's own verdict is
+        due (it reports again, proving the path works, and the device is silent
+        on its own; or it goes silent too, and the device is one of its
+        unreachable dependants).  A device whose silence deadline comes before
+        its uplink's (a shorter interval, or a report just before the cut) thus
+        raises no "device silent" alarm of its own before "uplink down".
         """
         on_battery = on_battery or {}
         roots: dict[str, list[str]] = defaultdict(list)
         for d in silent:
             tops = [a for a in self._ancestors[d] if a in silent and not any(x in silent for x in self._ancestors[a])]
             if not tops:
-                if heard is not None and any(heard.get(a, float("-inf")) <= silent[d] for a in self._ancestors[d]):
-                    continue  # an ancestor not heard since: its verdict first
+                due = silent[d] + self._due_s[d]  # when its first missed report was due
+                if heard is not None and any(heard.get(a, float("-inf")) <= due for a in self._ancestors[d]):
+                    continue  # an ancestor not heard since then: its verdict first
                 roots.setdefault(d, [])
                 continue
             best = max(tops, key=lambda a: sum(1 for x in self._descendants(a) if x in silent))

@@ -112,15 +112,19 @@ def test_restart_keeps_open_incidents_without_duplicates(tmp_path):
 
 
 def test_a_device_silent_before_its_uplink_waits_for_the_uplinks_verdict():
-    """A loudspeaker that reports more often than its router goes quiet first when the uplink is cut: no
-    'device silent' alarm of its own while the router has not been heard since; one incident at the router."""
+    """A device whose silence deadline comes before its router's (a report just before the cut, or a shorter
+    interval) raises no 'device silent' alarm of its own while the router has not been heard since the
+    device's first missed report was due; one incident at the router."""
     from analytics.topology import Topology
 
     topo = Topology(REGISTRY)
     heard = {d: 1000.0 for d in REGISTRY.devices}
     heard.update({"yty-spk-1": 900.0, "yty-router": 890.0})  # the router last heard before the loudspeaker
     assert topo.conditions({"yty-spk-1": 900.0}, heard=heard) == []
-    heard["yty-router"] = 950.0  # the router reported since: the loudspeaker is silent on its own
+    heard["yty-router"] = 950.0  # heard after the loudspeaker, but before its next report was due: still waiting
+    assert topo.conditions({"yty-spk-1": 900.0}, heard=heard) == []
+    spk = REGISTRY.kinds["ip_loudspeaker"].reporting
+    heard["yty-router"] = 900.0 + spk.interval_s + spk.jitter_s + 1  # the path worked when it was due: its own silence
     (c,) = topo.conditions({"yty-spk-1": 900.0}, heard=heard)
     assert (c.kind, c.device) == ("silence", "yty-spk-1")
     heard["yty-router"] = 890.0  # the router went silent too: one uplink incident, the loudspeaker in it
