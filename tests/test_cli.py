@@ -57,4 +57,4 @@ def test_demo_on_the_embedded_default(tmp_path):
     cut = [i for i in s["incidents"] if i["kind"] == "uplink_down"]
     assert [(i["site"], i["device"]) for i in cut] == [("y_ty", "yty-router")], s["incidents"]
     assert "yty-ups" in cut[0]["unreachable"]
-    assert not any(i["site"] == "y_ty" and i["kind"] == "silence" for i in s["incidents"])
+    assert not any(i["site"] == "y_ty" and i["kind"] == "silence" for i in s["incidents"]), s["incidents"]
