@@ -23,18 +23,29 @@ incidents are then not raised, which is logged once.
 from __future__ import annotations
 
 import logging
+import re
 
 from device_profiles import Registry
-from ingest.clock import is_clock_symptom
 
 from .incidents import Condition
 from .topology import _site_label
 
 log = logging.getLogger("fansipan.detect")
 
+# bad_timestamp refusals that say the device clock is wrong (ingest/validate.py), as opposed to an unreadable one
+_CLOCK_DETAIL = re.compile(r"is before 2000|ahead of arrival")
 FAR_NS = 1 << 62
 MIN_HOLD_S = 180.0  # the collector writes evidence rows at most once a minute under the correct policy
 MIN_MESSAGES = 2  # bad_timestamp refusals from this many messages within the hold time make a clock off
+
+
+def is_clock_symptom(reason: str, detail: str) -> bool:
+    """Does a quarantined reading show a device clock that is not synchronised?
+
+    ``clock_skew`` rows (ingest/clock.py) always do; ``bad_timestamp`` rows do when
+    the time was readable but before 2000 or ahead of arrival, not when it was unreadable.
+    """
+    return reason == "clock_skew" or (reason == "bad_timestamp" and _CLOCK_DETAIL.search(detail or "") is not None)
 
 
 class ClockHealth:

@@ -66,7 +66,7 @@ same state (tests/test_clock_skew.py), for arrival times that do not go back.
 
 Readings before 2000 are refused by the validator in either policy and are
 never stored as telemetry.  The detector learns which clocks are off from the
-quarantine (:func:`is_clock_symptom`); under the ``correct`` policy nothing is
+quarantine (analytics/clock_health.py); under the ``correct`` policy nothing is
 refused, so the tracker writes one ``clock_skew`` evidence row per device and
 ``note_every_s`` into the quarantine (the payload as sent, with a detail that
 says the reading was stored).
@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import deque
 from datetime import datetime, timezone
 
@@ -90,18 +89,6 @@ log = logging.getLogger("fansipan.clock")
 LIVE, LATE, CORRECTED, SKEWED, TOO_OLD = range(5)
 ACTIONS = ("live", "late", "corrected", "skewed", "too_old")
 RAW_KEEP_BYTES = 4096
-
-# bad_timestamp refusals that say the device clock is wrong (ingest/validate.py), as opposed to an unreadable one
-_CLOCK_DETAIL = re.compile(r"is before 2000|ahead of arrival")
-
-
-def is_clock_symptom(reason: str, detail: str) -> bool:
-    """Does a quarantined reading show a device clock that is not synchronised?
-
-    ``clock_skew`` rows (this module) always do; ``bad_timestamp`` rows do when the
-    time was readable but before 2000 or ahead of arrival, not when it was unreadable.
-    """
-    return reason == "clock_skew" or (reason == "bad_timestamp" and _CLOCK_DETAIL.search(detail or "") is not None)
 
 
 def _iso(ts_ns: int) -> str:

@@ -18,8 +18,8 @@ from ingest.clock import (
     SKEWED,
     TOO_OLD,
     ClockTracker,
-    is_clock_symptom,
 )
+from analytics.clock_health import is_clock_symptom
 from ingest.validate import Validator
 from storage.base import Point
 

@@ -12,82 +12,41 @@ metacharacters.
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 import orjson
 from hypothesis import strategies as st
 
 from ingest.validate import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_MESSAGE
 
-HERE = Path(__file__).resolve().parent
-REGISTRY_DIR = HERE.parent / "fixtures" / "registry"
-
-# The test registry, spelled out (tests/test_fuzz.py checks these against the loaded registry).
-SITES = ("lao_cai", "dc_laocai", "sa_pa", "ta_van")
-DEVICES = {"tv-aq-1": ("air_quality", "ta_van"), "dc-srv-01": ("server", "dc_laocai")}
-KINDS = ("air_quality", "server")
-FIELDS = {
-    "air_quality": ("pm25", "humidity", "samples", "heater_on"),
-    "server": ("cpu_pct", "procs", "healthy"),
-}
-
-ARRIVED_NS = 1764230400_000_000_000  # 2025-11-27T08:00:00Z
-
-# --- text -----------------------------------------------------------------------------------------
-
-#: Characters that break naive parsers, escapers, terminals or log viewers.
-HOSTILE_CHARS = (
-    "\x00", "\n", "\r", "\t", "\x0b", "\x1b", "\x7f", ",", " ", "=", '"', "'", "\\", "#", "/", "+", "{", "}",
-    "\u200f",  # RIGHT-TO-LEFT MARK
-    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
-    "\u200d",  # ZERO WIDTH JOINER
-    "\ufeff",  # BOM / zero width no-break space
-    "\u0301",  # combining acute accent
-    "\u00a0",  # no-break space
-    "\u2028",  # line separator
-    "😀", "👩‍👩‍👧", "ỉ", "Lào Cai", "²", "١",
-)
-
-hostile_chars = st.sampled_from(HOSTILE_CHARS)
-
-#: Any Unicode text except lone surrogates (MQTT topics and UTF-8 payloads cannot hold them).
-any_text = st.text(max_size=40)
-
-#: Text made mostly of line-protocol metacharacters and odd Unicode, with some letters.
-hostile_text = st.one_of(
-    st.lists(st.one_of(hostile_chars, st.sampled_from("abc-_09")), min_size=1, max_size=12).map("".join),
+from .basics import (  # noqa: F401 (part of this module's strategies)
+    ARRIVED_NS,
+    DEVICES,
+    FIELDS,
+    HERE,
+    HOSTILE_CHARS,
+    KINDS,
+    REGISTRY_DIR,
+    SITES,
     any_text,
-    st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=20),
-)
-
-ident = st.from_regex(r"[a-z][a-z0-9_-]{0,20}", fullmatch=True)
-
-#: Identifiers a device might put where an id belongs: registered ones, look-alikes, hostile text.
-device_ids = st.one_of(
-    st.sampled_from(sorted(DEVICES)),
-    st.sampled_from(["tv-aq-1 ", "TV-AQ-1", "tv-aq-1\x00", "tv\u200f-aq-1", "dc-srv-01,evil=1", "dc-srv-01\n", "", "+", "#"]),
-    ident,
+    device_ids,
+    hostile_chars,
     hostile_text,
+    ident,
+    topics,
 )
-
-# --- topics ---------------------------------------------------------------------------------------
-
-
-@st.composite
-def topics(draw) -> str:
-    """Topics on the profile's shape ``laocai/{site}/{kind}/{device}``, with hostile levels now and then."""
-    shape = draw(st.integers(0, 9))
-    site = draw(st.one_of(st.sampled_from(SITES), hostile_text))
-    kind = draw(st.one_of(st.sampled_from(KINDS), st.sampled_from(KINDS), ident, hostile_text))
-    device = draw(device_ids)
-    if shape <= 5:  # right shape, registered device at its own site most of the time
-        dev = draw(st.sampled_from(sorted(DEVICES)))
-        k, s = DEVICES[dev]
-        return f"laocai/{s}/{k}/{dev}" if shape <= 3 else f"laocai/{site}/{k}/{device}"
-    if shape <= 7:
-        return f"laocai/{site}/{kind}/{device}"
-    return draw(st.one_of(any_text, st.lists(hostile_text, max_size=6).map("/".join)))
-
+from .lp_strategies import (  # noqa: F401 (part of this module's strategies)
+    LP_INTS,
+    LP_NUMBERS,
+    LP_STRINGS,
+    LP_TIMESTAMPS,
+    _lp_escape,
+    lp_field_names,
+    lp_lines,
+    lp_payloads,
+    lp_timestamps,
+    lp_values,
+    valid_lp_lines,
+)
 
 # --- JSON -----------------------------------------------------------------------------------------
 
@@ -247,97 +206,6 @@ def json_texts(draw) -> bytes:
     if draw(st.integers(0, 3)) == 0:
         doc = b"[" + doc + b"]"
     return doc
-
-
-# --- line protocol --------------------------------------------------------------------------------
-
-LP_NUMBERS = (
-    "1", "41.5", "-0.0", "0", "100", "100.0000001", "-1", "1e400", "-1e400", "nan", "NaN", "inf", "-inf", "Infinity",
-    "1_0", " 1", "1e", "0x10", "١٢", "²", "--5", "+5", "1.5e3", "5e-324", "1" * 400, str(2**80),
-)
-LP_INTS = ("1i", "-1i", "0i", "312i", "100001i", "--5i", "²i", "١i", "1u", "-1u", "9223372036854775808i", "i", "-i")
-LP_STRINGS = ('"x"', '"high"', '"a\\"b"', '"\\\\"', '""', '"un', '"a b,c=d"', '"é\x00"', '"1"')
-LP_TIMESTAMPS = (
-    "1764230390000000000", "1764230390", "0", "-1", "--5", "²", "١٧٦٤٢٣٠٣٩٠٠٠٠٠٠٠٠٠٠", "17642303900000000000",
-    "9223372036854775807", "9223372036854775808", "-9223372036854775809", "1.5", "1e18", "",
-)
-
-
-def _lp_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-lp_field_names = st.one_of(
-    st.sampled_from(FIELDS["server"]), st.sampled_from(FIELDS["server"]), st.sampled_from(FIELDS["air_quality"]),
-    st.sampled_from(["_measurement", "_tag_device", "device", "arrived_ms"]), hostile_text.map(_lp_escape), hostile_text,
-)
-
-lp_values = st.one_of(
-    st.sampled_from(LP_NUMBERS), st.sampled_from(LP_INTS), st.sampled_from(LP_STRINGS),
-    st.sampled_from(["t", "true", "F", "false", "TRUE", "yes"]),
-    st.floats(-10, 110).map(repr), st.integers(-10, 100_010).map(lambda i: f"{i}i"),
-    st.integers(-(2**80), 2**80).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(300, 5000).map(lambda n: "9" * n),  # up to and past Python's 4300-digit int() limit
-    st.integers(300, 5000).map(lambda n: "9" * n + "i"),
-    hostile_text,
-)
-
-lp_timestamps = st.one_of(
-    st.sampled_from(LP_TIMESTAMPS),
-    st.integers(946684800_000_000_000, 1764230400_000_000_000 + 10**12).map(str),
-    st.integers(-(2**70), 2**70).map(str),
-    st.integers(300, 5000).map(lambda n: "9" * n),
-    hostile_text,
-)
-
-
-@st.composite
-def valid_lp_lines(draw) -> str:
-    specs = {
-        "cpu_pct": st.one_of(st.floats(0, 100).map(repr), st.integers(0, 100).map(str), st.integers(0, 100).map(lambda i: f"{i}i")),
-        "procs": st.one_of(st.integers(0, 100_000).map(lambda i: f"{i}i"), st.integers(0, 100_000).map(str)),
-        "healthy": st.sampled_from(["t", "true", "True", "f", "false", "F"]),
-    }
-    names = draw(st.lists(st.sampled_from(FIELDS["server"]), min_size=1, unique=True))
-    values = [draw(specs[n]) for n in names]
-    ts = draw(st.one_of(st.none(), st.integers(1764230400_000_000_000 - 86400 * 10**9, 1764230400_000_000_000 + 10**11).map(str)))
-    wrong = draw(st.integers(0, 3))  # one thing wrong, a quarter of the time each
-    if wrong == 1:
-        values[draw(st.integers(0, len(values) - 1))] = draw(lp_values)
-    elif wrong == 2:
-        ts = draw(lp_timestamps)
-    line = "server" + draw(st.sampled_from(["", ",device=dc-srv-01"]))
-    line += " " + ",".join(f"{n}={v}" for n, v in zip(names, values))
-    return line if ts is None else f"{line} {ts}"
-
-
-@st.composite
-def lp_lines(draw) -> str:
-    if draw(st.booleans()):
-        return draw(valid_lp_lines())
-    measurement = draw(st.one_of(st.just("server"), st.just("server"), st.sampled_from(["air_quality", "cpu", "server\\ x", "#server"]), hostile_text))
-    tags = draw(st.lists(st.tuples(st.one_of(st.just("device"), hostile_text), st.one_of(device_ids, hostile_text)), max_size=3))
-    fields = draw(st.lists(st.tuples(lp_field_names, lp_values), min_size=0, max_size=4))
-    line = measurement + "".join(f",{k}={v}" for k, v in tags)
-    line += " " + ",".join(f"{k}={v}" for k, v in fields)
-    if draw(st.booleans()):
-        line += " " + draw(lp_timestamps)
-    return line
-
-
-@st.composite
-def lp_payloads(draw) -> bytes:
-    kind = draw(st.integers(0, 9))
-    if kind <= 6:
-        lines = draw(st.lists(lp_lines(), min_size=1, max_size=5))
-        sep = draw(st.sampled_from(["\n", "\r\n", "\n\n", "\n# comment\n", "\r"]))
-        text = sep.join(lines) + draw(st.sampled_from(["", "\n", " ", "\x00"]))
-        return text.encode("utf-8")
-    if kind == 7:
-        return draw(st.binary(max_size=200))
-    if kind == 8:
-        return draw(any_text).encode("utf-8")
-    return draw(st.sampled_from([b"", b"\n", b"#", b"server", b"server ", b"server cpu_pct=1 \xff\xfe", b"\xef\xbb\xbfserver cpu_pct=1"]))
 
 
 # --- payloads for the whole validator -------------------------------------------------------------
