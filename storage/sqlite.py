@@ -1,10 +1,8 @@
 """The embedded store: one SQLite file, for a single machine without any server.
 
-Layout (a "long" table, one row per device, field and measurement time)::
-
-    readings(device, field, ts_ns, value, arrived_ms)  PRIMARY KEY (device, field, ts_ns) WITHOUT ROWID
-    last_seen(device, ts_ns)                           latest measurement time per device
-    quarantine(arrived_ns, reason, kind, topic, device, detail, raw)
+Layout: a table a kind, one row a reading, a column a field; the last-seen
+times and the quarantine (storage/sqlite_schema.py, which also upgrades a
+file of the earlier long layout in place).
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``, so every
 committed batch has been fsynced to the WAL before :meth:`SQLiteStore.write`
@@ -18,8 +16,8 @@ writers wait for each other up to ``busy_timeout_s``, then raise a retryable
 StoreError.
 
 :meth:`SQLiteStore.frame` reads a whole kind with one query that seeks the
-primary key once per (device, field) pair over the time range, and pivots the
-field rows into columns with numpy.
+primary key once per device over the time range: the rows are the frame's
+rows already, read into numpy.
 
 Values keep their type: a float field always reads back as float, int and
 bool fields as int (bools are stored as 0/1), exactly as from InfluxDB.  The
@@ -38,63 +36,43 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import sqlite_columns
+from . import sqlite_schema
 from .base import Frame, Point, Rejected, StoreError, Value
 from .columns import ColumnBatch
-from .common import NS_PER_S, check_limit, check_query, check_range, float_fields, kind_from_tag, rows, value_caster
-from .frame import MAX_ROWS, check_frame, check_max_rows, empty, pivot, too_many
-from .line_protocol import quarantine_tag, quarantine_times, raw_text, stored_text, to_number
-from .sqlite_columns import SQLiteRows
+from .common import (
+    NS_PER_S,
+    check_limit,
+    check_query,
+    check_range,
+    float_fields,
+    kind_from_tag,
+    rows,
+    value_caster,
+)
+from .frame import MAX_ROWS, assemble, check_frame, check_max_rows, empty, too_many
+from .line_protocol import quarantine_tag, quarantine_times, raw_text, stored_text
+from .sqlite_columns import SQLiteRows, column_rows, point_rows
+from .sqlite_schema import quote, table
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
-    device     TEXT    NOT NULL,
-    field      TEXT    NOT NULL,
-    ts_ns      INTEGER NOT NULL,
-    value              NOT NULL,  -- no affinity: INTEGER stays INTEGER, REAL stays REAL
-    arrived_ms INTEGER NOT NULL,
-    PRIMARY KEY (device, field, ts_ns)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS last_seen (
-    device TEXT    NOT NULL PRIMARY KEY,
-    ts_ns  INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS quarantine (
-    arrived_ns INTEGER NOT NULL,
-    reason     TEXT    NOT NULL,
-    kind       TEXT    NOT NULL,
-    topic      TEXT    NOT NULL,
-    device     TEXT    NOT NULL,
-    detail     TEXT    NOT NULL,
-    raw        TEXT    NOT NULL,
-    PRIMARY KEY (arrived_ns, reason, kind)
-) WITHOUT ROWID;
-"""
-
 # window start = ts - (ts mod w), with a modulo that is never negative (times before 1970)
 _BUCKET = "(ts_ns - ((ts_ns % :w) + :w) % :w)"
 _AGG_SQL = {
-    "mean": f"SELECT {_BUCKET} AS b, AVG(value) FROM readings {{where}} GROUP BY b ORDER BY b",
-    "min": f"SELECT {_BUCKET} AS b, MIN(value) FROM readings {{where}} GROUP BY b ORDER BY b",
-    "max": f"SELECT {_BUCKET} AS b, MAX(value) FROM readings {{where}} GROUP BY b ORDER BY b",
-    "count": f"SELECT {_BUCKET} AS b, COUNT(value) FROM readings {{where}} GROUP BY b ORDER BY b",
-    # SQLite takes the bare column `value` from the row holding MAX(ts_ns)
-    "last": f"SELECT b, value FROM (SELECT {_BUCKET} AS b, value, MAX(ts_ns) FROM readings {{where}} GROUP BY b) "
+    "mean": f"SELECT {_BUCKET} AS b, AVG({{col}}) FROM {{table}} {{where}} GROUP BY b ORDER BY b",
+    "min": f"SELECT {_BUCKET} AS b, MIN({{col}}) FROM {{table}} {{where}} GROUP BY b ORDER BY b",
+    "max": f"SELECT {_BUCKET} AS b, MAX({{col}}) FROM {{table}} {{where}} GROUP BY b ORDER BY b",
+    "count": f"SELECT {_BUCKET} AS b, COUNT({{col}}) FROM {{table}} {{where}} GROUP BY b ORDER BY b",
+    # SQLite takes the bare column from the row holding MAX(ts_ns)
+    "last": f"SELECT b, {{col}} FROM (SELECT {_BUCKET} AS b, {{col}}, MAX(ts_ns) FROM {{table}} {{where}} GROUP BY b) "
             "ORDER BY b",
 }
-_WHERE = "WHERE device = :device AND field = :field AND ts_ns >= :start AND ts_ns < :end"
-# frame(): the json_each keys are the positions in the device and field lists, so every row is numbers only;
-# CROSS JOIN keeps that loop order, which seeks the primary key on (device, field, ts range) for each pair
-# (``device IN (..) AND ts_ns ..`` alone would use the key's device prefix only: every field, all of time)
-_FRAME_SQL = (
-    "SELECT d.key, r.ts_ns, f.key, r.value, r.arrived_ms "
-    "FROM json_each(:devices) AS d CROSS JOIN json_each(:fields) AS f CROSS JOIN readings AS r "
-    "WHERE r.device = d.value AND r.field = f.value AND r.ts_ns >= :start AND r.ts_ns < :end LIMIT :limit")
-_FRAME_ROW = [("device", "i4"), ("ts", "i8"), ("field", "i4"), ("value", "f8"), ("arrived", "i8")]
+_WHERE = "WHERE device = :device AND ts_ns >= :start AND ts_ns < :end AND {col} IS NOT NULL"
+# frame(): the json_each key is the position in the device list, so every row is numbers only; CROSS JOIN keeps
+# that loop order, which seeks the primary key on (device, ts range) for each device
+_FRAME_SQL = ("SELECT d.key, r.ts_ns, r.arrived_ms{cols} FROM json_each(:devices) AS d CROSS JOIN {table} AS r "
+              "WHERE r.device = d.value AND r.ts_ns >= :start AND r.ts_ns < :end AND ({any}) LIMIT :limit")
 
 # SQLite result codes worth retrying, with what to tell the operator
 _RETRYABLE = {
@@ -119,17 +97,13 @@ class SQLiteStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._tables = sqlite_schema.Tables()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
         with self._errors(f"create the schema in {self.path}"):
-            conn.executescript(_SCHEMA)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has schema version {version}, this Fansipan expects {SCHEMA_VERSION}: "
-                    "upgrade Fansipan or point it at a new file", retryable=False)
+            try:
+                sqlite_schema.create(self._conn(), self._tables, registry, self.path)
+            except ValueError as exc:
+                raise StoreError(str(exc), retryable=False) from exc
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -174,25 +148,6 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- writes
 
-    def _reading_rows(self, points: Sequence[Point]):
-        out = []
-        for p in points:
-            arrived_ms = int(p.arrived_ns) // 1_000_000
-            floats = self._floats.get(p.kind, ())
-            for name, v in p.fields.items():
-                t = type(v)
-                if t is float:
-                    if v - v != 0.0:
-                        raise ValueError(f"{p.kind} {p.device} field {name!r} is {v!r}: not a finite number")
-                elif t is int:
-                    v = float(v) if name in floats else v
-                elif t is bool:
-                    v = int(v)
-                else:
-                    v = to_number(v, name in floats, f"{p.kind} {p.device} field {name!r}")
-                out.append((p.device, name, int(p.ts_ns), v, arrived_ms))
-        return out
-
     def write(self, points: Sequence[Point], rejected: Sequence[Rejected] = ()) -> None:
         """Store the batch in one transaction, fsynced before returning.
 
@@ -201,15 +156,13 @@ class SQLiteStore:
         infinity or a non-numeric value: a bug upstream, since the validator
         refuses those).
         """
+        readings: dict = {}
+        seen: dict[str, int] = {}
         try:
-            readings = self._reading_rows(points)
+            point_rows(points, self._floats, readings, seen)
         except ValueError as exc:
             raise StoreError(f"SQLite {self.path}: batch refused: {exc}", retryable=False) from exc
-        seen: dict[str, int] = {}
-        for p in points:
-            if seen.get(p.device, -1 << 63) < p.ts_ns:
-                seen[p.device] = int(p.ts_ns)
-        self._insert(readings, seen, self._quarantine_rows(rejected), len(points), len(rejected))
+        self._insert(SQLiteRows(readings, seen, self._quarantine_rows(rejected)), len(points), len(rejected))
 
     def _quarantine_rows(self, rejected: Sequence[Rejected]) -> list[tuple]:
         return [(t, quarantine_tag(r.reason), quarantine_tag(r.kind), stored_text(r.topic), stored_text(r.device),
@@ -218,33 +171,39 @@ class SQLiteStore:
 
     def encode_columns(self, batch: ColumnBatch, rejected: Sequence[Rejected] = ()) -> SQLiteRows:
         """A bulk batch as the rows of one transaction (storage/sqlite_columns.py); StoreError for a bad value."""
+        readings: dict = {}
+        seen: dict[str, int] = {}
         try:
-            return sqlite_columns.encode(self, batch, list(rejected))
+            column_rows(batch, readings, seen)
+            point_rows(batch.extra, self._floats, readings, seen)
         except ValueError as exc:
             raise StoreError(f"SQLite {self.path}: batch refused: {exc}", retryable=False) from exc
+        return SQLiteRows(readings, seen, self._quarantine_rows(rejected))
 
     def write_columns(self, batch: ColumnBatch, rejected: Sequence[Rejected] = ()) -> None:
         """``write`` for a bulk batch, without a Point per reading; uses the rows encoded ahead if any."""
         rows = batch.encoded if isinstance(batch.encoded, SQLiteRows) else self.encode_columns(batch, rejected)
-        self._insert(rows.readings, rows.seen, rows.quarantine, len(batch), len(rejected))
+        self._insert(rows, len(batch), len(rejected))
 
-    def _insert(self, readings: list[tuple], seen: dict[str, int], quarantine: list[tuple], n_points: int,
-                n_rejected: int) -> None:
-        if not readings and not seen and not quarantine:
+    def _insert(self, rows: SQLiteRows, n_points: int, n_rejected: int) -> None:
+        if not rows.readings and not rows.seen and not rows.quarantine:
             return
         conn = self._conn()
         with self._errors(f"write {n_points} points and {n_rejected} refusals to {self.path}"):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", readings)
+                for (kind, fields), values in rows.readings.items():
+                    self._tables.ensure(conn, kind, fields)
+                    conn.executemany(self._tables.upsert(kind, fields), values)
                 conn.executemany(
                     "INSERT INTO last_seen VALUES (?, ?) ON CONFLICT(device) DO UPDATE "
-                    "SET ts_ns = MAX(ts_ns, excluded.ts_ns)", seen.items())
-                conn.executemany("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)", quarantine)
+                    "SET ts_ns = MAX(ts_ns, excluded.ts_ns)", rows.seen.items())
+                conn.executemany("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)", rows.quarantine)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._tables.forget()  # what ensure() created is rolled back too
                 raise
 
     # ---------------------------------------------------------------- reads
@@ -252,38 +211,38 @@ class SQLiteStore:
     def query(self, device: str, field: str, start_ns: int, end_ns: int,
               window_s: int | None = None, agg: str | None = None) -> list[tuple[int, Value]]:
         """See storage.base.Store.query."""
-        _, ftype = check_query(self.registry, device, field, start_ns, end_ns, window_s, agg)
-        args = {"device": device, "field": field, "start": start_ns, "end": end_ns}
+        dev, ftype = check_query(self.registry, device, field, start_ns, end_ns, window_s, agg)
+        args = {"device": device, "start": start_ns, "end": end_ns}
+        col, where = quote(field), _WHERE.format(col=quote(field))
         if window_s is None:
-            sql = f"SELECT ts_ns, value FROM readings {_WHERE} ORDER BY ts_ns"
+            sql = f"SELECT ts_ns, {col} FROM {table(dev.kind)} {where} ORDER BY ts_ns"
         else:
-            sql = _AGG_SQL[agg].format(where=_WHERE)
+            sql = _AGG_SQL[agg].format(col=col, table=table(dev.kind), where=where)
             args["w"] = window_s * NS_PER_S
         with self._errors(f"query {device}.{field} in {self.path}"):
             result = self._conn().execute(sql, args).fetchall()
         return rows(result, value_caster(ftype, agg))
 
     def frame(self, kind: str, start_ns: int, end_ns: int, devices: Sequence[str] | None = None) -> Frame:
-        """See storage.base.Store.frame: one query over the readings, pivoted with numpy."""
+        """See storage.base.Store.frame: one query over the kind's table, rows read straight into numpy."""
         chosen, fields = check_frame(self.registry, kind, start_ns, end_ns, devices)
         if not chosen:
             return empty(fields)
-        # a reading is 1 to len(fields) rows: more rows than this means more readings than max_rows for sure
-        limit = self.max_rows * len(fields) + 1
-        args = {"devices": json.dumps(chosen), "fields": json.dumps(fields), "start": start_ns, "end": end_ns,
-                "limit": limit}
+        limit = self.max_rows + 1
+        sql = _FRAME_SQL.format(cols="".join(f", r.{quote(f)}" for f in fields), table=table(kind),
+                                any=" OR ".join(f"r.{quote(f)} IS NOT NULL" for f in fields))
+        dtype = [("device", "i4"), ("ts", "i8"), ("arrived", "i8")] + [(f"f{j}", "f8") for j in range(len(fields))]
+        args = {"devices": json.dumps(chosen), "start": start_ns, "end": end_ns, "limit": limit}
         with self._errors(f"read a frame of {kind} from {self.path}"):
-            cur = self._conn().execute(_FRAME_SQL, args)
+            cur = self._conn().execute(sql, args)
             try:
-                got = np.fromiter(cur, dtype=_FRAME_ROW)
+                got = np.fromiter(cur, dtype=dtype)  # NULL (a field the reading did not carry) reads as NaN
             finally:
                 cur.close()
         if got.size >= limit:
             raise too_many(kind, start_ns, end_ns, self.max_rows)
-        frame = pivot(chosen, fields, got["device"], got["ts"], got["field"], got["value"], got["arrived"])
-        if frame.ts_ns.size > self.max_rows:
-            raise too_many(kind, start_ns, end_ns, self.max_rows)
-        return frame
+        return assemble(chosen, got["device"], got["ts"], got["arrived"],
+                        {f: got[f"f{j}"].copy() for j, f in enumerate(fields)})
 
     def last_seen(self) -> dict[str, int]:
         with self._errors(f"read last_seen from {self.path}"):

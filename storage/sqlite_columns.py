@@ -1,62 +1,77 @@
-"""The embedded store's bulk write: rows for SQLite straight from a ColumnBatch, no Point per reading.
+"""The embedded store's rows: one a reading, in the table of its kind (storage/sqlite_schema.py).
 
-:class:`SQLiteStore` takes a :class:`~storage.columns.ColumnBatch` through
-``encode_columns`` (on the collector's validating thread, see
-ingest.delivery.prepare) and ``write_columns`` (one transaction, as ``write``).
-The rows are those ``write`` would insert for the same readings: one row a
-field, float fields as REAL, int and bool fields as INTEGER, ``arrived_ms``.
+From a :class:`~storage.columns.ColumnBatch` (the bulk path: straight from the
+columns, no Point per reading, encoded on the collector's validating thread,
+see ingest.delivery.prepare) and from Points (``SQLiteStore.write``).  Both
+give the same rows for the same readings: float fields as REAL, int and bool
+fields as INTEGER, a field the reading did not carry as NULL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 
-from .base import Rejected
+from .base import Point
 from .columns import ColumnBatch
+from .line_protocol import to_number
+
+Group = tuple[str, tuple[str, ...]]  # (kind, fields): the rows' table and the field columns they fill
 
 
 @dataclass
 class SQLiteRows:
-    """What one transaction inserts: readings, last-seen times, quarantine rows."""
+    """What one transaction inserts: reading rows by table and columns, last-seen times, quarantine rows."""
 
-    readings: list[tuple]
+    readings: dict[Group, list[tuple]]
     seen: dict[str, int]
     quarantine: list[tuple]
 
 
-def reading_rows(batch: ColumnBatch) -> tuple[list[tuple], dict[str, int]]:
-    """(device, field, ts_ns, value, arrived_ms) rows of the batch's columns, and device -> newest ts_ns."""
+def _saw(seen: dict[str, int], devices: list[str], ts: list[int]) -> None:
+    for d, t in zip(devices, ts):
+        if seen.get(d, -1 << 63) < t:
+            seen[d] = t
+
+
+def column_rows(batch: ColumnBatch, out: dict[Group, list[tuple]], seen: dict[str, int]) -> None:
+    """(device, ts_ns, arrived_ms, *values) rows of the batch's columns into ``out``; device -> newest ts_ns."""
     ids = np.array(batch.table.ids, dtype=object)
-    rows: list[tuple] = []
-    seen: dict[str, int] = {}
     for kc in batch.kinds:
         if not len(kc):
             continue
-        devs = ids[kc.device_idx]
-        arrived_ms = kc.arrived_ns // 1_000_000
-        for j, (name, ty) in enumerate(zip(kc.fields, kc.types)):
-            m = kc.present[:, j]
-            if not m.any():
-                continue
-            vals = kc.values[m, j]
-            vals = vals.astype(np.int64).tolist() if ty != "float" else vals.tolist()
-            rows.extend(zip(devs[m].tolist(), repeat(name), kc.ts_ns[m].tolist(), vals, arrived_ms[m].tolist()))
-        order = np.lexsort((kc.ts_ns, kc.device_idx))  # per device, its newest time last
-        last = np.r_[kc.device_idx[order][1:] != kc.device_idx[order][:-1], True]
-        for d, ts in zip(devs[order][last].tolist(), kc.ts_ns[order][last].tolist()):
-            if seen.get(d, -1 << 63) < ts:
-                seen[d] = ts
-    return rows, seen
+        columns = []
+        for j, ty in enumerate(kc.types):
+            col = (kc.values[:, j] if ty == "float" else kc.values[:, j].astype(np.int64)).astype(object)
+            col[~kc.present[:, j]] = None
+            columns.append(col.tolist())
+        devices, ts = ids[kc.device_idx].tolist(), kc.ts_ns.tolist()
+        out.setdefault((kc.kind, tuple(kc.fields)), []).extend(
+            zip(devices, ts, (kc.arrived_ns // 1_000_000).tolist(), *columns))
+        _saw(seen, devices, ts)
 
 
-def encode(store, batch: ColumnBatch, rejected: list[Rejected]) -> SQLiteRows:
-    """The batch (columns and the readings it carries as Points) and ``rejected`` as rows for ``store``."""
-    readings, seen = reading_rows(batch)
-    readings += store._reading_rows(batch.extra)
-    for p in batch.extra:
-        if seen.get(p.device, -1 << 63) < p.ts_ns:
-            seen[p.device] = int(p.ts_ns)
-    return SQLiteRows(readings, seen, store._quarantine_rows(rejected))
+def point_rows(points: Sequence[Point], floats: dict[str, frozenset[str]], out: dict[Group, list[tuple]],
+               seen: dict[str, int]) -> None:
+    """The same rows from Points; ValueError for a value no store can keep (NaN, infinity, not a number)."""
+    for p in points:
+        values = []
+        kind_floats = floats.get(p.kind, ())
+        for name, v in p.fields.items():
+            t = type(v)
+            if t is float:
+                if v - v != 0.0:
+                    raise ValueError(f"{p.kind} {p.device} field {name!r} is {v!r}: not a finite number")
+            elif t is int:
+                v = float(v) if name in kind_floats else v
+            elif t is bool:
+                v = int(v)
+            else:
+                v = to_number(v, name in kind_floats, f"{p.kind} {p.device} field {name!r}")
+            values.append(v)
+        ts = int(p.ts_ns)
+        out.setdefault((p.kind, tuple(p.fields)), []).append((p.device, ts, int(p.arrived_ns) // 1_000_000, *values))
+        if seen.get(p.device, -1 << 63) < ts:
+            seen[p.device] = ts

@@ -14,6 +14,7 @@ import pytest
 import servers
 
 from device_profiles.loader import load_registry
+from storage.sqlite_schema import quote
 from storage import (
     InfluxV1Store,
     InfluxV2Store,
@@ -46,7 +47,8 @@ UPS_FIELDS = """\
   load: {type: float, unit: "%", min: 0, max: 200}
   on_battery: {type: bool, unit: "1"}
 """
-WEATHER_DEVICES = ["w-rt", "w-ns", "w-dup", "w-lww", "w-win", "w-range", "w-seen", "w-inj", "w-fb", "w-fa", "w-fc"]
+WEATHER_DEVICES = ["w-rt", "w-ns", "w-dup", "w-lww", "w-win", "w-range", "w-seen", "w-inj", "w-fb", "w-fa", "w-fc",
+                   "w-mrg"]
 UPS_DEVICES = ["u-seen", "u-other"]
 
 
@@ -125,8 +127,14 @@ def pt(registry, device, ts_ns, arrived_ns=None, **fields):
 def names_in(backend, store, request) -> set[str]:
     """Every measurement/metric, device and field name the backend holds (for the injection test)."""
     if backend == "sqlite":
-        rows = store._conn().execute("SELECT DISTINCT device, field FROM readings").fetchall()
-        return {x for r in rows for x in r}
+        conn = store._conn()
+        out = set()
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            out.add(name)
+            out |= {r[1] for r in conn.execute(f"PRAGMA table_info({quote(name)})")}
+            if name.startswith("readings_"):
+                out |= {r[0] for r in conn.execute(f"SELECT DISTINCT device FROM {quote(name)}")}
+        return out
     if backend == "influx1":
         out = set()
         for q in ("SHOW MEASUREMENTS", 'SHOW TAG VALUES WITH KEY = "device"', "SHOW FIELD KEYS"):

@@ -115,12 +115,14 @@ def test_sqlite_bulk_write_stores_what_the_per_point_write_stores(tmp_path):
 
     def dump(path):
         with sqlite3.connect(path) as c:
-            return {t: sorted(c.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
-                    for t in ("readings", "last_seen", "quarantine")}
+            tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {t: sorted(c.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
 
     got, want = dump(tmp_path / "bulk.sqlite"), dump(tmp_path / "points.sqlite")
     assert got == want
-    assert len(got["readings"]) == 20 * 10 * 7 and len(got["quarantine"]) == 1
+    assert len(got["readings_air_quality"]) == len(got["readings_server"]) == 20 * 10
+    assert len(got["quarantine"]) == 1
     with sqlite3.connect(tmp_path / "bulk.sqlite") as c:  # ints stay integers, floats reals
-        types = dict(c.execute("SELECT field, typeof(value) FROM readings GROUP BY field").fetchall())
-    assert types["procs"] == "integer" and types["heater_on"] == "integer" and types["pm25"] == "real"
+        types = c.execute("SELECT typeof(procs), typeof(healthy), typeof(cpu_pct) FROM readings_server").fetchall()
+        types += c.execute("SELECT typeof(samples), typeof(heater_on), typeof(pm25) FROM readings_air_quality").fetchall()
+    assert set(types) == {("integer", "integer", "real")}

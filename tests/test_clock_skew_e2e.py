@@ -92,8 +92,9 @@ class World:
 
     def rows(self, device: str, field: str) -> list[tuple[int, float, int]]:
         with sqlite3.connect(self.path) as db:
-            return db.execute("SELECT ts_ns, value, arrived_ms FROM readings WHERE device = ? AND field = ? "
-                              "ORDER BY ts_ns", (device, field)).fetchall()
+            kind = self.registry.devices[device].kind
+            return db.execute(f'SELECT ts_ns, "{field}", arrived_ms FROM "readings_{kind}" WHERE device = ? '
+                              f'AND "{field}" IS NOT NULL ORDER BY ts_ns', (device,)).fetchall()
 
     def close(self) -> None:
         self.pub.loop_stop()

@@ -40,7 +40,8 @@ REGISTRY = load_registry()
 def stored_readings(path) -> int:
     """Readings (device, measurement time) in an embedded store file."""
     with sqlite3.connect(path) as db:
-        return db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT device, ts_ns FROM readings)").fetchone()[0]
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'readings_%'")]
+        return sum(db.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables)
 
 
 def wait_for(cond, timeout: float, what: str) -> None:

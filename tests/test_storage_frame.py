@@ -60,6 +60,18 @@ def frame_data(registry, base):
     ]
 
 
+def test_fields_of_one_reading_written_apart_make_one_reading(store, registry):
+    """A reading's fields in two writes (a gateway splitting it, a replay of part of it): one reading with all
+    of them, as InfluxDB merges the fields of a point written twice; the later arrival is kept."""
+    t = T0 + 14 * H
+    ms = t // 1_000_000
+    store.write([pt(registry, "w-mrg", t, t + 1_000_000, temperature=4.5, rain_count=2)])
+    store.write([pt(registry, "w-mrg", t, t + 3_000_000, pump_on=True)])
+    assert frame_rows(store.frame("weather", t, t + S)) == [("w-mrg", t, ms + 3, 4.5, 2.0, 1.0)]
+    assert store.query("w-mrg", "rain_count", t, t + S) == [(t, 2)]
+    assert store.query("w-mrg", "pump_on", t, t + S, 60, "count") == [(t, 1)]
+
+
 def test_frame_reads_every_device_and_field_at_once(store, registry, monkeypatch):
     monkeypatch.setattr(storage.influxql, "CHUNK_ROWS", 2)  # InfluxDB: several chunks to merge
     base = T0 + 10 * H
