@@ -42,8 +42,9 @@ from device_profiles import Registry
 from fansipan.config import Settings
 from storage.base import Rejected, Store, StoreError
 
-from .clock import ClockTracker
+from . import acks
 from .bulk import BulkValidator
+from .clock import ClockTracker
 from .delivery import as_points, backoff_s, count_by_kind, deliver, device_ids, prepare
 from .formats import SparkplugLink
 from .pipeline import Conveyor, slices
@@ -127,6 +128,7 @@ class Collector:
         self._spooled = threading.Event()
         self._forwarder: threading.Thread | None = None
         self._client = self._make_client()
+        self._batched_acks = acks.batched(self._client)
         self._sparkplug = SparkplugLink(self._client, self.validator, settings.mqtt_client_id)  # ingest/formats.py
 
     # --- MQTT -----------------------------------------------------------------------------------
@@ -433,10 +435,11 @@ class Collector:
                 log.warning(msg)
 
     def _ack(self, batch: list[_Msg]) -> None:
+        """Acknowledge the batch's messages of this connection (ingest/acks.py: the PUBACKs in one write)."""
         gen = self._gen
-        for m in batch:
-            if m.qos > 0 and m.gen == gen:
-                self._client.ack(m.mid, m.qos)
+        mine = [m for m in batch if m.qos > 0 and m.gen == gen]
+        acks.acknowledge(self._client, [m.mid for m in mine if m.qos == 1], [m.mid for m in mine if m.qos == 2],
+                         fast=self._batched_acks)
 
     def _heartbeat(self) -> None:
         if self.heartbeat_file is not None:
