@@ -1,6 +1,6 @@
 """Ingest throughput, end to end, against baselines measured in the same run.
 
-    python -m benchmarks.ingest [--messages 40000] [--batched-messages 2000] [--no-per-reading]
+    python -m benchmarks.ingest [--messages 40000] [--batched-messages 2000] [--rounds 3] [--no-per-reading]
 
 Method: every consumer drains the same backlog from a real mosquitto. For each
 consumer we first open its persistent session (subscribe, disconnect), then
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -253,28 +254,31 @@ def run(args) -> list[dict]:
                      ("100 readings/message, line protocol", args.batched_messages, 100, "line_protocol")]
         for sn, (label, n, batch, fmt) in enumerate(scenarios):
             msgs, readings = backlog(n, batch, fmt)
-            consumers = [
-                MosquittoSub(broker.port),
-                BarePaho(broker.port),
-                FansipanCollector(broker.port, SQLiteStore(tmp / f"b{sn}.sqlite", REGISTRY), "SQLite (embedded)"),
-                FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{sn}", REGISTRY), "InfluxDB 1.6.7"),
-            ]
-            if args.per_reading:
-                consumers.append(FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{sn}p", REGISTRY),
-                                                   "InfluxDB 1.6.7", bulk=False))
-            if batch > 1:
-                consumers += [InfluxAlone(influxd.url, f"alone{sn}c{c}", c) for c in (1, 2)]
-            for consumer in consumers:
-                consumer.open_session()
-                if isinstance(consumer, InfluxAlone):
-                    consumer.msgs = restamp(msgs, fmt)
-                else:
-                    publish_all(broker.port, restamp(msgs, fmt))
-                elapsed = consumer.drain(len(msgs), readings)
-                rows.append({"scenario": label, "consumer": consumer.name, "messages": len(msgs), "readings": readings,
-                             "seconds": elapsed, "msg_s": len(msgs) / elapsed, "readings_s": readings / elapsed})
-                print(f"  {label:<36} {consumer.name:<62} {len(msgs) / elapsed:>10,.0f} msg/s {readings / elapsed:>11,.0f} readings/s",
-                      flush=True)
+            for rnd in range(args.rounds):  # interleaved: every consumer once a round, each round in the same load
+                tag = f"{sn}r{rnd}"
+                consumers = [
+                    MosquittoSub(broker.port),
+                    BarePaho(broker.port),
+                    FansipanCollector(broker.port, SQLiteStore(tmp / f"b{tag}.sqlite", REGISTRY), "SQLite (embedded)"),
+                    FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{tag}", REGISTRY), "InfluxDB 1.6.7"),
+                ]
+                if args.per_reading:
+                    consumers.append(FansipanCollector(broker.port, InfluxV1Store(influxd.url, f"bench{tag}p", REGISTRY),
+                                                       "InfluxDB 1.6.7", bulk=False))
+                if batch > 1:
+                    consumers += [InfluxAlone(influxd.url, f"alone{tag}c{c}", c) for c in (1, 2)]
+                for consumer in consumers:
+                    consumer.open_session()
+                    if isinstance(consumer, InfluxAlone):
+                        consumer.msgs = restamp(msgs, fmt)
+                    else:
+                        publish_all(broker.port, restamp(msgs, fmt))
+                    elapsed = consumer.drain(len(msgs), readings)
+                    rows.append({"scenario": label, "consumer": consumer.name, "round": rnd, "messages": len(msgs),
+                                 "readings": readings, "seconds": elapsed, "msg_s": len(msgs) / elapsed,
+                                 "readings_s": readings / elapsed})
+                    print(f"  {label:<36} {consumer.name:<62} {len(msgs) / elapsed:>10,.0f} msg/s "
+                          f"{readings / elapsed:>11,.0f} readings/s  (round {rnd + 1})", flush=True)
     finally:
         influxd.stop()
         broker.stop()
@@ -283,13 +287,23 @@ def run(args) -> list[dict]:
 
 
 def report(rows: list[dict], command: str) -> str:
+    """Per scenario and consumer: the median over the rounds, and the ratio to the bare paho subscriber of
+    the same round (median, and the lowest and highest of the rounds)."""
+    rounds = max(r["round"] for r in rows) + 1
     lines = [f"Command: `{command}`  ", f"Machine: {os.cpu_count()} cores; date {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             "broker mosquitto 2.0 on 127.0.0.1, QoS 1, backlog drained from a persistent session.", "",
-             "| scenario | consumer | messages | msg/s | readings/s | vs bare paho (msg/s) |", "|---|---|---|---|---|---|"]
+             f"broker mosquitto 2.0 on 127.0.0.1, QoS 1, backlog drained from a persistent session; {rounds} round(s), "
+             "medians.", "",
+             "| scenario | consumer | messages | msg/s | readings/s | vs bare paho, same round (msg/s) | rounds: lowest-highest |",
+             "|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        base = next(b for b in rows if b["scenario"] == r["scenario"] and b["consumer"].startswith("bare paho"))
-        lines.append(f"| {r['scenario']} | {r['consumer']} | {r['messages']:,} | {r['msg_s']:,.0f} | {r['readings_s']:,.0f} | "
-                     f"{r['msg_s'] / base['msg_s']:.0%} |")
+        groups.setdefault((r["scenario"], r["consumer"]), []).append(r)
+    for (scenario, consumer), mine in groups.items():
+        base = {b["round"]: b["msg_s"] for b in rows if b["scenario"] == scenario and b["consumer"].startswith("bare paho")}
+        ratios = sorted(r["msg_s"] / base[r["round"]] for r in mine)
+        lines.append(f"| {scenario} | {consumer} | {mine[0]['messages']:,} | {statistics.median(r['msg_s'] for r in mine):,.0f} | "
+                     f"{statistics.median(r['readings_s'] for r in mine):,.0f} | {statistics.median(ratios):.0%} | "
+                     f"{ratios[0]:.0%}-{ratios[-1]:.0%} |")
     return "\n".join(lines)
 
 
@@ -297,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=40_000, help="backlog size for one-reading messages")
     p.add_argument("--batched-messages", type=int, default=2_000, help="backlog size for 100-reading messages")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="every consumer this many times, interleaved; the report gives medians (the machine is shared)")
     p.add_argument("--no-per-reading", dest="per_reading", action="store_false",
                    help="leave out the collector's per-reading path (the before/after comparison)")
     argv = sys.argv[1:] if argv is None else argv
