@@ -273,10 +273,12 @@ def run(args) -> list[dict]:
                         consumer.msgs = restamp(msgs, fmt)
                     else:
                         publish_all(broker.port, restamp(msgs, fmt))
+                    cpu = time.process_time()
                     elapsed = consumer.drain(len(msgs), readings)
+                    cpu = time.process_time() - cpu if isinstance(consumer, (BarePaho, FansipanCollector)) else None
                     rows.append({"scenario": label, "consumer": consumer.name, "round": rnd, "messages": len(msgs),
                                  "readings": readings, "seconds": elapsed, "msg_s": len(msgs) / elapsed,
-                                 "readings_s": readings / elapsed})
+                                 "readings_s": readings / elapsed, "msg_cpu_s": len(msgs) / cpu if cpu else None})
                     print(f"  {label:<36} {consumer.name:<62} {len(msgs) / elapsed:>10,.0f} msg/s "
                           f"{readings / elapsed:>11,.0f} readings/s  (round {rnd + 1})", flush=True)
     finally:
@@ -293,17 +295,23 @@ def report(rows: list[dict], command: str) -> str:
     lines = [f"Command: `{command}`  ", f"Machine: {os.cpu_count()} cores; date {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"broker mosquitto 2.0 on 127.0.0.1, QoS 1, backlog drained from a persistent session; {rounds} round(s), "
              "medians.", "",
-             "| scenario | consumer | messages | msg/s | readings/s | vs bare paho, same round (msg/s) | rounds: lowest-highest |",
-             "|---|---|---|---|---|---|---|"]
+             "| scenario | consumer | messages | msg/s | readings/s | vs bare paho, same round (msg/s) | rounds: lowest-highest "
+             "| msg per CPU s | vs bare paho (CPU) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["scenario"], r["consumer"]), []).append(r)
     for (scenario, consumer), mine in groups.items():
         base = {b["round"]: b["msg_s"] for b in rows if b["scenario"] == scenario and b["consumer"].startswith("bare paho")}
         ratios = sorted(r["msg_s"] / base[r["round"]] for r in mine)
+        cpu = {b["round"]: b["msg_cpu_s"] for b in rows if b["scenario"] == scenario and b["consumer"].startswith("bare paho")}
+        per_cpu = "- | - |"
+        if mine[0]["msg_cpu_s"]:
+            per_cpu = (f"{statistics.median(r['msg_cpu_s'] for r in mine):,.0f} | "
+                       f"{statistics.median(r['msg_cpu_s'] / cpu[r['round']] for r in mine):.0%} |")
         lines.append(f"| {scenario} | {consumer} | {mine[0]['messages']:,} | {statistics.median(r['msg_s'] for r in mine):,.0f} | "
                      f"{statistics.median(r['readings_s'] for r in mine):,.0f} | {statistics.median(ratios):.0%} | "
-                     f"{ratios[0]:.0%}-{ratios[-1]:.0%} |")
+                     f"{ratios[0]:.0%}-{ratios[-1]:.0%} | {per_cpu}")
     return "\n".join(lines)
 
 

@@ -214,7 +214,8 @@ class Collector:
             while len(self._pending) >= self.max_pending and not self._stopping.is_set():
                 self._cond.wait(0.5)
             self._pending.append(m)
-            if len(self._pending) >= self.settings.batch_size:
+            n = len(self._pending)
+            if n == 1 or n >= self.settings.batch_size:  # the first starts the batch_ms clock, a full batch goes now
                 self._cond.notify_all()
 
     # --- lifecycle ------------------------------------------------------------------------------

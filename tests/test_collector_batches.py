@@ -1,9 +1,16 @@
-"""A written batch is acknowledged in one write (ingest/acks.py), and the broker takes every acknowledgement."""
+"""How the collector takes its batches and acknowledges them.
+
+A lone message does not wait for a full batch longer than ``batch_ms``; a
+written batch is acknowledged in one write (ingest/acks.py), and the broker
+takes every acknowledgement.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -16,6 +23,22 @@ from storage.sqlite import SQLiteStore
 
 REGISTRY = load_registry()
 TOPIC = "laocai/y_ty/commune_router/yty-router"
+
+
+def test_a_lone_message_after_a_quiet_spell_waits_batch_ms_not_more(tmp_path):
+    """The writer sleeps while nothing is pending; the first message wakes it to start the batch_ms clock."""
+    settings = Settings(mqtt_url="mqtt://127.0.0.1:9", batch_size=500, batch_ms=100)
+    c = Collector(settings, REGISTRY, SQLiteStore(tmp_path / "s.sqlite", REGISTRY))
+    taken = []
+    writer = threading.Thread(target=lambda: taken.append((c._take_batch(), time.monotonic())))
+    writer.start()
+    time.sleep(0.1)  # the writer is asleep on an empty queue
+    sent = time.monotonic()
+    c._on_message(None, None, SimpleNamespace(topic=TOPIC, payload=b'{"latency_ms": 1.0}', mid=1, qos=1))
+    writer.join(5)
+    (batch, at), = taken
+    assert [m.payload for m in batch] == [b'{"latency_ms": 1.0}']
+    assert 0.09 <= at - sent < 0.6  # batch_ms (100 ms) for more to come; the bug was up to a second more
 
 
 def test_this_paho_has_the_packet_queue_the_batched_acks_use():
