@@ -247,7 +247,7 @@ class BulkValidator:
         if ok.any():
             batch.kinds.append(KindColumns(s.kind, s.fields, tuple("float" if t == "float" else "int" for t in s.ftypes),
                                            np.array(g.dev, np.int32)[ok], ts[ok], arrived[ok], vals[ok], pres[ok],
-                                           order[ok]))
+                                           order[ok], None if dec.body is None else dec.body[ok]))
 
     def _one_reading(self, g: _Group, i: int, key: int, msgs: list, batch: ColumnBatch, rejects: list) -> None:
         s = g.spec

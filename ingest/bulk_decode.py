@@ -40,6 +40,7 @@ class Decoded(NamedTuple):
     flag: np.ndarray  # bool [n]: leave the row to the per-reading path
     ts_ns: np.ndarray  # int64 [n], meaningful where ts_given and not flag
     ts_given: np.ndarray  # bool [n]: False when the reading carries no time (arrival time is used)
+    body: np.ndarray | None = None  # object [n]: the fields' text, when a store reads it as the Encoder's (KindColumns.body)
 
 
 def _new(n: int, nf: int):
@@ -183,13 +184,54 @@ _LAYOUTS: dict[tuple[str, tuple[str, ...]], re.Pattern] = {}
 
 
 def _layout(kind: str, fields: tuple[str, ...]) -> re.Pattern:
-    """One line holding every field in the profile's order: the usual layout, matched for all lines at once."""
+    """One line holding every field in the profile's order: the usual layout, matched for all lines at once.
+
+    Groups: the device tag (or empty), the fields' text, each field's value, the time (or empty).
+    """
     pat = _LAYOUTS.get((kind, fields))
     if pat is None:
         body = ",".join(re.escape(f) + "=([^, \n]*)" for f in fields)
-        pat = re.compile(f"^{re.escape(kind)}(?:,device=([^ ,=\n]+))? {body}(?: (-?[0-9]+))?$", re.M)
+        pat = re.compile(f"^{re.escape(kind)}(?:,device=([^ ,=\n]+))? ({body})(?: (-?[0-9]+))?$", re.M)
         _LAYOUTS[(kind, fields)] = pat
     return pat
+
+
+# The fields' text goes to the store as sent (KindColumns.body) only where every reader takes the same type and
+# double from it as from the Encoder's: floats as a plain decimal, -?(0|[1-9][0-9]*)(.[0-9]+)? (correctly rounded
+# by Go's ParseFloat in InfluxDB as by Python's float), ints as "%di".  Checked a column at a time on text that
+# float() or the "i" column pattern has already read (a row either did not read is flagged and not kept), so only
+# the spellings those take and a store might not are left to refuse: exponents, inf/nan, "+", "_", a dot at either
+# end, leading zeros, "u" and "-0i".
+_NOT_PLAIN = str.maketrans("", "", "0123456789.,-")
+
+
+def _odd_spelling(text: str) -> bool:
+    """A dot at either end of a value, or a leading zero (``007``): str.count and ``in``, no regex (the hot path)."""
+    if text[:1] == "." or text[-1:] == "." or ",." in text or "-." in text or ".," in text:
+        return True
+    if text[:1] == "0" and text[1:2].isdigit():
+        return True
+    for zero in (",0", "-0"):  # each must end its value, or be followed by its decimals or the int's "i"
+        n = text.count(zero)
+        if n and n != (text.count(zero + ".") + text.count(zero + ",") + text.count(zero + "i")
+                       + text.endswith(zero)):
+            return True
+    return False
+
+
+def _as_written(raw_cols: list[tuple[str, ...]], ftypes: tuple[str, ...]) -> bool:
+    """Whether every value's text reads as what the Encoder writes (bools are written as ints: never as sent)."""
+    for raws, t in zip(raw_cols, ftypes):
+        if t == "bool":
+            return False
+        text = ",".join(raws)
+        if t == "float" and text.translate(_NOT_PLAIN):
+            return False
+        if t == "int" and ("u" in text or "-0i" in text):
+            return False
+        if _odd_spelling(text):
+            return False
+    return True
 
 
 def _lp_same_layout(lines, device_ids, kind, fields, ftypes) -> Decoded | None:
@@ -201,11 +243,13 @@ def _lp_same_layout(lines, device_ids, kind, fields, ftypes) -> Decoded | None:
     present[:] = True
     cols = list(zip(*found))
     named = cols[0]
-    flag |= np.fromiter(map(lambda d, want: bool(d) and d != want, named, device_ids), bool, n)
+    if any(named):
+        flag |= np.fromiter(map(lambda d, want: bool(d) and d != want, named, device_ids), bool, n)
+    raw_cols = cols[2:nf + 2]
     for j, t in enumerate(ftypes):
-        values[:, j], bad = _lp_column(list(cols[j + 1]), t)
+        values[:, j], bad = _lp_column(list(raw_cols[j]), t)
         flag |= bad
-    times = cols[nf + 1]
+    times = cols[nf + 2]
     given[:] = np.fromiter(map(bool, times), bool, n)
     if given.all():
         ts[:], bad = _lp_times(list(times))
@@ -213,7 +257,8 @@ def _lp_same_layout(lines, device_ids, kind, fields, ftypes) -> Decoded | None:
         r = np.flatnonzero(given)
         ts[r], bad = _lp_times([times[i] for i in r.tolist()])
         bad = np.isin(np.arange(n), r[bad])
-    return Decoded(values, present, flag | bad, ts, given)
+    body = np.array(cols[1], dtype=object) if _as_written(raw_cols, ftypes) else None
+    return Decoded(values, present, flag | bad, ts, given, body)
 
 
 def lp_rows(lines: list[str], device_ids: list[str], kind: str, fields: tuple[str, ...],

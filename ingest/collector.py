@@ -435,8 +435,7 @@ class Collector:
             else:
                 log.warning(msg)
 
-    def _ack(self, batch: list[_Msg]) -> None:
-        """Acknowledge the batch's messages of this connection (ingest/acks.py: the PUBACKs in one write)."""
+    def _ack(self, batch: list[_Msg]) -> None:  # this connection's messages; ingest/acks.py: the PUBACKs in one write
         gen = self._gen
         mine = [m for m in batch if m.qos > 0 and m.gen == gen]
         acks.acknowledge(self._client, [m.mid for m in mine if m.qos == 1], [m.mid for m in mine if m.qos == 2],

@@ -1,12 +1,14 @@
 """Line protocol for a :class:`~storage.columns.ColumnBatch`, column by column.
 
-Produces exactly the lines :class:`storage.line_protocol.Encoder` writes for
-the same points (tests/test_line_protocol.py runs its cases through both):
-float fields as Python's ``repr`` (shortest exact form), int fields and bools
-with the ``i`` suffix, ``arrived_ms`` last, tags from one precomputed prefix a
-device.  The work is one pass a field over a column (``float.__repr__`` or
-``int.__str__`` mapped over ``tolist()``), and one join a row; no Point, no
-dict a reading.
+Produces the lines :class:`storage.line_protocol.Encoder` writes for the
+same points (tests/test_line_protocol.py runs its cases through both): float
+fields as Python's ``repr`` (shortest exact form), int fields and bools with
+the ``i`` suffix, ``arrived_ms`` last, tags from one precomputed prefix a
+device.  The work is one ``%`` a row (``%r`` of a float is its repr); no
+Point, no dict a reading.  Line-protocol readings whose text already gives a
+store the same numbers as the Encoder's (``KindColumns.body``: ``9.70`` for
+``9.7``, ``100`` for ``100.0``; decided by ingest.bulk_decode) are spliced in
+as sent, between the device's tags and ``arrived_ms``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[s
     pre = [prefixes[d] for d in kc.device_idx.tolist()]
     arrived = (kc.arrived_ns // 1_000_000).tolist()
     ts = kc.ts_ns.tolist()
+    if kc.body is not None and keys == list(kc.fields):  # the device's own text: the same numbers
+        return ["%s %s,arrived_ms=%di %d" % row for row in zip(pre, kc.body.tolist(), arrived, ts)]
     patterns = np.unique(kc.present, axis=0) if not kc.present.all() else np.ones((1, len(keys)), bool)
     if len(patterns) == 1:
         rows = [range(n)]

@@ -75,6 +75,10 @@ class KindColumns:
     values: np.ndarray  # float64 [n, len(fields)]
     present: np.ndarray  # bool [n, len(fields)]
     order: np.ndarray  # int64 [n]
+    # object [n] or None: each row's fields as the device sent them in line protocol (``a=1.50,b=2i``, every field,
+    # profile order) when a store reads from that text the same types and numbers as from what
+    # storage.line_protocol.Encoder writes (ingest.bulk_decode decides); the encoder splices it in as sent
+    body: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -136,7 +140,7 @@ def keyed_points(t: DeviceTable, kc: KindColumns) -> list[tuple[int, Point]]:
 def take(kc: KindColumns, rows: np.ndarray) -> KindColumns:
     """The rows ``rows`` (a bool mask or indices) of ``kc``."""
     return KindColumns(kc.kind, kc.fields, kc.types, kc.device_idx[rows], kc.ts_ns[rows], kc.arrived_ns[rows],
-                       kc.values[rows], kc.present[rows], kc.order[rows])
+                       kc.values[rows], kc.present[rows], kc.order[rows], None if kc.body is None else kc.body[rows])
 
 
 def _number(v: object, what: str) -> float:

@@ -10,15 +10,18 @@ with the clock tracker (ingest/clock.py) deciding after validation.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device_profiles import load_registry
 from ingest.bulk import BulkValidator
+from ingest.bulk_decode import _as_written
 from ingest.clock import ClockTracker
 from ingest.validate import Validator
 from storage.bulk_encode import BulkLines
@@ -227,3 +230,67 @@ def test_usual_json_layout_agrees(messages):
     assert _typed(batch.points()) == _typed(points) and bulk_rejected == rejected
     enc = Encoder(FLOATS)
     assert _normal(BulkLines(Encoder(FLOATS)).lines(batch, bulk_rejected)) == _normal(enc.encode(points, rejected).split("\n"))
+
+
+SWITCH = "laocai/dc_laocai/core_switch/dc-core-sw-1"  # the shipped registry's: ints and a float, no bool
+SHIPPED = load_registry()
+SHIPPED_V = Validator(SHIPPED)
+SHIPPED_BULK = BulkValidator(SHIPPED_V)
+SHIPPED_FLOATS = float_fields(SHIPPED)
+SPELLINGS = ["100", "92.650", "1e1", "0.00001", "-0", "5i", "007.5", "+1.5", ".5", "1.5e-3", "0.1000000000000000055511",
+             "33.333333333333333333333"]
+
+
+@st.composite
+def switch_line(draw):
+    """A core switch's reading in the usual layout: ints with "i", the float in any spelling a device might use."""
+    ints = draw(st.lists(st.integers(0, 1000), min_size=4, max_size=4))
+    pct = draw(st.one_of(st.integers(0, 10_000).map(lambda c: f"{c / 100:.2f}"),  # as telemetry agents mostly send
+                         st.floats(0, 100).map(repr), st.sampled_from(SPELLINGS)))
+    tag = draw(st.sampled_from(["", ",device=dc-core-sw-1"]))
+    ts = draw(st.sampled_from(["", f" {ARR - 10**9}"]))
+    return (f"core_switch{tag} ports_up={ints[0]}i,ports_down={ints[1]}i,rx_errors={ints[2]}i,"
+            f"tx_errors={ints[3]}i,cpu_pct={pct}{ts}")
+
+
+def as_read(line: str) -> tuple:
+    """A line as a store reads it: head, fields (ints by the "i", other numbers as the double they denote), time."""
+    head, body, ts = line.split(" ")
+    fields = {}
+    for kv in body.split(","):
+        k, v = kv.split("=")
+        fields[k] = (int(v[:-1]), "i") if v.endswith("i") else (float(v), "f")
+    return head, sorted(fields.items()), ts
+
+
+@SETTINGS
+@given(st.lists(st.lists(switch_line(), min_size=1, max_size=5), min_size=1, max_size=4))
+def test_line_protocol_spliced_as_sent_reads_as_what_the_encoder_writes(messages):
+    """The device's own field text goes to the store only where it gives the store the Encoder's numbers.
+    (tests/test_bulk_store.py writes such text into the real influxd and reads it back.)"""
+    msgs = [(SWITCH, "\n".join(m).encode(), ARR + i) for i, m in enumerate(messages)]
+    points, rejected = [], []
+    for m in msgs:
+        p, r = SHIPPED_V.message(*m)
+        points += p
+        rejected += r
+    batch, bulk_rejected = SHIPPED_BULK.messages(msgs)
+    assert _typed(batch.points()) == _typed(points) and bulk_rejected == rejected
+    got = BulkLines(Encoder(SHIPPED_FLOATS)).lines(batch)
+    want = Encoder(SHIPPED_FLOATS).point_lines(points)
+    assert sorted(map(as_read, got)) == sorted(map(as_read, want))
+    pcts = [line.split("cpu_pct=")[1].split(" ")[0] for m in messages for line in m]
+    if all(re.fullmatch(r"(?:0|[1-9][0-9]*)\.[0-9]+", p) and float(p) <= 100 for p in pcts):  # the usual case is spliced
+        assert [kc.body is not None for kc in batch.kinds] == [True]
+        assert sorted(got) != sorted(want) or all(p == repr(float(p)) for p in pcts)  # as sent, not re-formatted
+
+
+@pytest.mark.parametrize("raws, ftype, as_sent", [
+    (("1.5", "0.5", "0", "-0", "100", "9.70", "0.0", "-0.0"), "float", True),
+    (("007.5",), "float", False), (("0.5", "05"), "float", False), ((".5",), "float", False), (("5.",), "float", False),
+    (("1.5", "-.5"), "float", False), (("-05.1",), "float", False), (("1e5",), "float", False), (("+1",), "float", False),
+    (("inf",), "float", False), (("1_0",), "float", False), (("5i",), "float", False),
+    (("0i", "10i", "-5i"), "int", True), (("05i",), "int", False), (("-0i",), "int", False), (("5u",), "int", False),
+    (("1i",), "bool", False)])
+def test_which_spellings_go_to_the_store_as_sent(raws, ftype, as_sent):
+    assert _as_written([raws], (ftype,)) is as_sent

@@ -126,3 +126,29 @@ def test_sqlite_bulk_write_stores_what_the_per_point_write_stores(tmp_path):
         types = c.execute("SELECT typeof(procs), typeof(healthy), typeof(cpu_pct) FROM readings_server").fetchall()
         types += c.execute("SELECT typeof(samples), typeof(heater_on), typeof(pm25) FROM readings_air_quality").fetchall()
     assert set(types) == {("integer", "integer", "real")}
+
+
+def test_line_protocol_spliced_as_sent_reads_back_as_the_encoders(stores):
+    """A core switch's own spellings ("9.70", "100", "-0", more digits than a double holds) go to influxd as sent
+    (storage/bulk_encode.py splices them) and read back as the same numbers and types as the Encoder's lines."""
+    shipped = load_registry()
+    switch = "laocai/dc_laocai/core_switch/dc-core-sw-1"
+    spellings = ["9.70", "100", "-0", "0", "0.1000000000000000055511151231257827", "33.333333333333333333333",
+                 "99.99999999999999999", "7.125"]
+    lines = [f"core_switch ports_up={k}i,ports_down=0i,rx_errors=12345678i,tx_errors=0i,cpu_pct={pct} {T0 + k * S}"
+             for k, pct in enumerate(spellings)]
+    msgs = [(switch, "\n".join(lines).encode(), T0 + 100 * S)]
+    v = Validator(shipped)
+    points, rejected = v.message(*msgs[0])
+    batch, bulk_rejected = BulkValidator(v).messages(msgs)
+    assert not rejected and not bulk_rejected and [kc.body is not None for kc in batch.kinds] == [True]
+    per_point, bulk = (InfluxV1Store(s.url, s.database, shipped) for s in (stores(), stores()))
+    per_point.write(points)
+    assert deliver(bulk, batch, []) == 0
+    for field in shipped.kinds["core_switch"].fields:
+        want = per_point.query("dc-core-sw-1", field, T0, T0 + 10 * S)
+        got = bulk.query("dc-core-sw-1", field, T0, T0 + 10 * S)
+        assert got == want and [type(x) for _t, x in got] == [type(x) for _t, x in want], field
+    assert [x for _t, x in bulk.query("dc-core-sw-1", "cpu_pct", T0, T0 + 10 * S)] == [float(p) for p in spellings]
+    per_point.close()
+    bulk.close()
