@@ -142,6 +142,19 @@ def _normal(lines):  # the same point with its fields in another order is the sa
     return sorted(out)
 
 
+def _both_paths(validator, bulk, msgs):
+    """(points, rejects) of the per-reading validator, message by message, and (batch, rejects) of the bulk one:
+    asserted to agree on every point, its field types and every reject."""
+    points, rejected = [], []
+    for m in msgs:
+        p, r = validator.message(*m)
+        points += p
+        rejected += r
+    batch, bulk_rejected = bulk.messages(msgs)
+    assert _typed(batch.points()) == _typed(points) and bulk_rejected == rejected
+    return points, rejected, batch, bulk_rejected
+
+
 VALIDATOR = Validator(REGISTRY)
 BULK = BulkValidator(VALIDATOR)
 FLOATS = float_fields(REGISTRY)
@@ -150,14 +163,7 @@ FLOATS = float_fields(REGISTRY)
 @SETTINGS
 @given(batches())
 def test_bulk_agrees_with_per_reading(msgs):
-    points, rejected = [], []
-    for topic, payload, arrived in msgs:
-        p, r = VALIDATOR.message(topic, payload, arrived)
-        points += p
-        rejected += r
-    batch, bulk_rejected = BULK.messages(msgs)
-    assert _typed(batch.points()) == _typed(points)
-    assert bulk_rejected == rejected
+    points, rejected, batch, bulk_rejected = _both_paths(VALIDATOR, BULK, msgs)
     enc = Encoder(FLOATS)
     assert _normal(BulkLines(Encoder(FLOATS)).lines(batch, bulk_rejected)) == _normal(enc.encode(points, rejected).split("\n"))
 
@@ -221,13 +227,7 @@ def test_bulk_encoding_is_exact(rows, keep):
 def test_usual_json_layout_agrees(messages):
     """Number spellings devices use and orjson.dumps does not: read the same by both paths."""
     msgs = [(AQ, b"[" + b",".join(m) + b"]", ARR + i) for i, m in enumerate(messages)]
-    points, rejected = [], []
-    for m in msgs:
-        p, r = VALIDATOR.message(*m)
-        points += p
-        rejected += r
-    batch, bulk_rejected = BULK.messages(msgs)
-    assert _typed(batch.points()) == _typed(points) and bulk_rejected == rejected
+    points, rejected, batch, bulk_rejected = _both_paths(VALIDATOR, BULK, msgs)
     enc = Encoder(FLOATS)
     assert _normal(BulkLines(Encoder(FLOATS)).lines(batch, bulk_rejected)) == _normal(enc.encode(points, rejected).split("\n"))
 
@@ -269,13 +269,7 @@ def test_line_protocol_spliced_as_sent_reads_as_what_the_encoder_writes(messages
     """The device's own field text goes to the store only where it gives the store the Encoder's numbers.
     (tests/test_bulk_store.py writes such text into the real influxd and reads it back.)"""
     msgs = [(SWITCH, "\n".join(m).encode(), ARR + i) for i, m in enumerate(messages)]
-    points, rejected = [], []
-    for m in msgs:
-        p, r = SHIPPED_V.message(*m)
-        points += p
-        rejected += r
-    batch, bulk_rejected = SHIPPED_BULK.messages(msgs)
-    assert _typed(batch.points()) == _typed(points) and bulk_rejected == rejected
+    points, _rejected, batch, _bulk_rejected = _both_paths(SHIPPED_V, SHIPPED_BULK, msgs)
     got = BulkLines(Encoder(SHIPPED_FLOATS)).lines(batch)
     want = Encoder(SHIPPED_FLOATS).point_lines(points)
     assert sorted(map(as_read, got)) == sorted(map(as_read, want))
