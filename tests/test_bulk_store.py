@@ -17,7 +17,7 @@ from device_profiles import load_registry
 from ingest.bulk import BulkValidator
 from ingest.delivery import deliver
 from ingest.validate import Validator
-from storage import InfluxV1Store
+from storage import InfluxV1Store, VictoriaMetricsStore
 
 pytestmark = pytest.mark.servers
 
@@ -128,27 +128,52 @@ def test_sqlite_bulk_write_stores_what_the_per_point_write_stores(tmp_path):
     assert set(types) == {("integer", "integer", "real")}
 
 
-def test_line_protocol_spliced_as_sent_reads_back_as_the_encoders(stores):
-    """A core switch's own spellings ("9.70", "100", "-0", more digits than a double holds) go to influxd as sent
-    (storage/bulk_encode.py splices them) and read back as the same numbers and types as the Encoder's lines."""
+SPELLINGS = ["9.70", "100", "-0", "0", "0.1000000000000000055511151231257827", "33.333333333333333333333",
+             "99.99999999999999999", "7.125"]
+
+
+def _spliced(t0: int):
+    """A core switch's own spellings ("9.70", "100", "-0", more digits than a double holds) of line protocol:
+    the shipped registry, the per-reading points and the bulk batch (whose field text goes out as sent)."""
     shipped = load_registry()
-    switch = "laocai/dc_laocai/core_switch/dc-core-sw-1"
-    spellings = ["9.70", "100", "-0", "0", "0.1000000000000000055511151231257827", "33.333333333333333333333",
-                 "99.99999999999999999", "7.125"]
-    lines = [f"core_switch ports_up={k}i,ports_down=0i,rx_errors=12345678i,tx_errors=0i,cpu_pct={pct} {T0 + k * S}"
-             for k, pct in enumerate(spellings)]
-    msgs = [(switch, "\n".join(lines).encode(), T0 + 100 * S)]
+    lines = [f"core_switch ports_up={k}i,ports_down=0i,rx_errors=12345678i,tx_errors=0i,cpu_pct={pct} {t0 + k * S}"
+             for k, pct in enumerate(SPELLINGS)]
+    msg = ("laocai/dc_laocai/core_switch/dc-core-sw-1", "\n".join(lines).encode(), t0 + 100 * S)
     v = Validator(shipped)
-    points, rejected = v.message(*msgs[0])
-    batch, bulk_rejected = BulkValidator(v).messages(msgs)
+    points, rejected = v.message(*msg)
+    batch, bulk_rejected = BulkValidator(v).messages([msg])
     assert not rejected and not bulk_rejected and [kc.body is not None for kc in batch.kinds] == [True]
+    return shipped, points, batch
+
+
+def _read_back(store, shipped, t0: int) -> dict:
+    """Field -> (value, type) list of the readings from t0 on: what a store holds, without the times."""
+    return {f: [(x, type(x)) for _t, x in store.query("dc-core-sw-1", f, t0, t0 + 10 * S)]
+            for f in shipped.kinds["core_switch"].fields}
+
+
+def test_line_protocol_spliced_as_sent_reads_back_as_the_encoders(stores):
+    """Into the real influxd: what goes as sent reads back as what the per-reading path (the Encoder) stores,
+    which is the double each decimal denotes."""
+    shipped, points, batch = _spliced(T0)
     per_point, bulk = (InfluxV1Store(s.url, s.database, shipped) for s in (stores(), stores()))
     per_point.write(points)
     assert deliver(bulk, batch, []) == 0
-    for field in shipped.kinds["core_switch"].fields:
-        want = per_point.query("dc-core-sw-1", field, T0, T0 + 10 * S)
-        got = bulk.query("dc-core-sw-1", field, T0, T0 + 10 * S)
-        assert got == want and [type(x) for _t, x in got] == [type(x) for _t, x in want], field
-    assert [x for _t, x in bulk.query("dc-core-sw-1", "cpu_pct", T0, T0 + 10 * S)] == [float(p) for p in spellings]
+    got = _read_back(bulk, shipped, T0)
+    assert got == _read_back(per_point, shipped, T0)
+    assert got["cpu_pct"] == [(float(p), float) for p in SPELLINGS] and got["rx_errors"][0] == (12345678, int)
     per_point.close()
     bulk.close()
+
+
+def test_line_protocol_spliced_as_sent_reads_back_from_victoria(victoria):
+    """Into a real VictoriaMetrics (its own parser; it keeps about 12 significant digits of any spelling): the
+    same numbers and types as the Encoder's lines of the same readings, written an hour later."""
+    t0 = T0 + 977 * S  # times of its own: the server is shared by the module's tests and keeps every sample
+    shipped, points, batch = _spliced(t0)
+    store = VictoriaMetricsStore(victoria.url, shipped)
+    store.write([p._replace(ts_ns=p.ts_ns + 3600 * S) for p in points])
+    assert deliver(store, batch, []) == 0
+    got = _read_back(store, shipped, t0)
+    assert len(got["cpu_pct"]) == len(SPELLINGS) and got == _read_back(store, shipped, t0 + 3600 * S)
+    store.close()
