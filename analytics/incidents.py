@@ -34,6 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage.sqlite_schema import add_columns
+
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "acknowledged", "resolved")
 
@@ -159,14 +161,7 @@ class IncidentStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        have = {d[0] for d in self._db.execute("SELECT * FROM incidents LIMIT 0").description}
-        for name, sql_type in ADDED_COLUMNS:
-            if name not in have:
-                try:
-                    self._db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {sql_type}")
-                except sqlite3.OperationalError as exc:  # another process (API, detector) added it first
-                    if "duplicate column" not in str(exc):
-                        raise
+        add_columns(self._db, "incidents", ADDED_COLUMNS)  # another process (API, detector) may add them first
 
     def close(self) -> None:
         self._db.close()

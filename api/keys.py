@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from storage.sqlite_schema import add_columns
+
 from .scope import SCOPE_HELP, ScopeError
 from .scope import parse as parse_scope
 
@@ -96,18 +98,8 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._migrate()
+        add_columns(self._db, "api_keys", ADDED_COLUMNS)  # another process (API, CLI) may add them first
         self._touched: dict[int, int] = {}
-
-    def _migrate(self) -> None:
-        have = {d[0] for d in self._db.execute("SELECT * FROM api_keys LIMIT 0").description}
-        for name, sql_type in ADDED_COLUMNS:
-            if name not in have:
-                try:
-                    self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {sql_type}")
-                except sqlite3.OperationalError as exc:  # another process (API, CLI) added it first
-                    if "duplicate column" not in str(exc):
-                        raise
 
     def close(self) -> None:
         self._db.close()

@@ -299,16 +299,15 @@ def report(rows: list[dict], command: str) -> str:
              "| msg per CPU s | vs bare paho (CPU) |",
              "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
+    bare = {(r["scenario"], r["round"]): r for r in rows if r["consumer"].startswith("bare paho")}
     for r in rows:
         groups.setdefault((r["scenario"], r["consumer"]), []).append(r)
     for (scenario, consumer), mine in groups.items():
-        base = {b["round"]: b["msg_s"] for b in rows if b["scenario"] == scenario and b["consumer"].startswith("bare paho")}
-        ratios = sorted(r["msg_s"] / base[r["round"]] for r in mine)
-        cpu = {b["round"]: b["msg_cpu_s"] for b in rows if b["scenario"] == scenario and b["consumer"].startswith("bare paho")}
+        ratios = sorted(r["msg_s"] / bare[scenario, r["round"]]["msg_s"] for r in mine)
         per_cpu = "- | - |"
         if mine[0]["msg_cpu_s"]:
             per_cpu = (f"{statistics.median(r['msg_cpu_s'] for r in mine):,.0f} | "
-                       f"{statistics.median(r['msg_cpu_s'] / cpu[r['round']] for r in mine):.0%} |")
+                       f"{statistics.median(r['msg_cpu_s'] / bare[scenario, r['round']]['msg_cpu_s'] for r in mine):.0%} |")
         lines.append(f"| {scenario} | {consumer} | {mine[0]['messages']:,} | {statistics.median(r['msg_s'] for r in mine):,.0f} | "
                      f"{statistics.median(r['readings_s'] for r in mine):,.0f} | {statistics.median(ratios):.0%} | "
                      f"{ratios[0]:.0%}-{ratios[-1]:.0%} | {per_cpu}")

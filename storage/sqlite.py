@@ -156,13 +156,7 @@ class SQLiteStore:
         infinity or a non-numeric value: a bug upstream, since the validator
         refuses those).
         """
-        readings: dict = {}
-        seen: dict[str, int] = {}
-        try:
-            point_rows(points, self._floats, readings, seen)
-        except ValueError as exc:
-            raise StoreError(f"SQLite {self.path}: batch refused: {exc}", retryable=False) from exc
-        self._insert(SQLiteRows(readings, seen, self._quarantine_rows(rejected)), len(points), len(rejected))
+        self._insert(self._rows(points, rejected), len(points), len(rejected))
 
     def _quarantine_rows(self, rejected: Sequence[Rejected]) -> list[tuple]:
         return [(t, quarantine_tag(r.reason), quarantine_tag(r.kind), stored_text(r.topic), stored_text(r.device),
@@ -171,11 +165,16 @@ class SQLiteStore:
 
     def encode_columns(self, batch: ColumnBatch, rejected: Sequence[Rejected] = ()) -> SQLiteRows:
         """A bulk batch as the rows of one transaction (storage/sqlite_columns.py); StoreError for a bad value."""
+        return self._rows(batch.extra, rejected, batch)
+
+    def _rows(self, points: Sequence[Point], rejected: Sequence[Rejected], batch: ColumnBatch | None = None
+              ) -> SQLiteRows:
         readings: dict = {}
         seen: dict[str, int] = {}
         try:
-            column_rows(batch, readings, seen)
-            point_rows(batch.extra, self._floats, readings, seen)
+            if batch is not None:
+                column_rows(batch, readings, seen)
+            point_rows(points, self._floats, readings, seen)
         except ValueError as exc:
             raise StoreError(f"SQLite {self.path}: batch refused: {exc}", retryable=False) from exc
         return SQLiteRows(readings, seen, self._quarantine_rows(rejected))

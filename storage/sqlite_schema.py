@@ -66,6 +66,23 @@ def table(kind: str) -> str:
     return quote(PREFIX + kind)
 
 
+def add_columns(db: sqlite3.Connection, name: str, columns: Iterable[tuple[str, str]]) -> set[str]:
+    """Add each (column, declared type) that table ``name`` lacks; returns the columns it has now.
+
+    Another process (the API, the CLI, a second collector) adding the same column first is not an error.
+    """
+    have = {r[1] for r in db.execute(f"PRAGMA table_info({quote(name)})")}
+    for column, sql_type in columns:
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {sql_type}".rstrip())
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+            have.add(column)
+    return have
+
+
 class Tables:
     """The kind tables and their field columns this file has, created on demand.
 
@@ -94,23 +111,14 @@ class Tables:
         return have is None or not have.issuperset(fields)
 
     def ensure(self, conn: sqlite3.Connection, kind: str, fields: Iterable[str]) -> None:
-        """The table of ``kind`` with a column for each of ``fields``, created if missing."""
+        """The table of ``kind`` with a column for each of ``fields``, created if missing (by us or another process)."""
         fields = tuple(fields)
         if not self.missing(kind, fields):
             return
-        self.load(conn)  # another process may have created them since
-        have = self.columns.get(kind)
-        if have is None:
-            conn.execute(f"CREATE TABLE {table(kind)} (device TEXT NOT NULL, ts_ns INTEGER NOT NULL, "
-                         "arrived_ms INTEGER NOT NULL"
-                         + "".join(f", {quote(f)}" for f in fields)
-                         + ", PRIMARY KEY (device, ts_ns)) WITHOUT ROWID")
-            self.columns[kind] = set(fields)
-            return
-        for f in fields:
-            if f not in have:
-                conn.execute(f"ALTER TABLE {table(kind)} ADD COLUMN {quote(f)}")
-                have.add(f)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table(kind)} (device TEXT NOT NULL, ts_ns INTEGER NOT NULL, "
+                     "arrived_ms INTEGER NOT NULL" + "".join(f", {quote(f)}" for f in fields)
+                     + ", PRIMARY KEY (device, ts_ns)) WITHOUT ROWID")
+        self.columns[kind] = add_columns(conn, PREFIX + kind, ((f, "") for f in fields)) - set(_KEY_COLUMNS)
 
     def upsert(self, kind: str, fields: tuple[str, ...]) -> str:
         """INSERT of (device, ts_ns, arrived_ms, *fields) rows, merging into a reading already stored."""
