@@ -34,6 +34,15 @@ class ServerUnavailable(RuntimeError):
     """A server binary is not installed, or the server did not come up."""
 
 
+def wait_for(cond, timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll ``cond`` until it is true; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
+        time.sleep(every)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

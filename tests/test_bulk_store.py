@@ -53,6 +53,16 @@ def stores(influxd):
         s.close()
 
 
+def _per_reading(v: Validator, msgs) -> tuple[list, list]:
+    """The points and rejects of the per-reading validator, message by message (what write() is given)."""
+    points, rejected = [], []
+    for m in msgs:
+        p, r = v.message(*m)
+        points += p
+        rejected += r
+    return points, rejected
+
+
 def _contents(store) -> dict:
     out = {}
     for device, kind in (("tv-aq-1", "air_quality"), ("dc-srv-01", "server")):
@@ -65,11 +75,7 @@ def _contents(store) -> dict:
 def test_bulk_write_reads_back_like_the_per_point_write(stores):
     msgs = _messages(20)
     v = Validator(REGISTRY)
-    points, rejected = [], []
-    for m in msgs:
-        p, r = v.message(*m)
-        points += p
-        rejected += r
+    points, rejected = _per_reading(v, msgs)
     batch, bulk_rejected = BulkValidator(v).messages(msgs)
     per_point = stores()
     per_point.write(points, rejected)
@@ -100,11 +106,7 @@ def test_sqlite_bulk_write_stores_what_the_per_point_write_stores(tmp_path):
 
     msgs = _messages(20)
     v = Validator(REGISTRY)
-    points, rejected = [], []
-    for m in msgs:
-        p, r = v.message(*m)
-        points += p
-        rejected += r
+    points, rejected = _per_reading(v, msgs)
     per_point = SQLiteStore(tmp_path / "points.sqlite", REGISTRY)
     per_point.write(points, rejected)
     bulk = SQLiteStore(tmp_path / "bulk.sqlite", REGISTRY)

@@ -16,6 +16,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from analytics.incidents import IncidentStore
 from analytics.service import DetectionService
@@ -44,14 +45,6 @@ def topic(device: str) -> str:
     return f"laocai/{BASE.devices[device].site}/air_quality/{device}"
 
 
-def wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        time.sleep(0.05)
-
-
 class World:
     """A collector and a publisher on the real broker, a SQLite store, an incident store."""
 
@@ -66,7 +59,7 @@ class World:
                             batch_size=100, batch_ms=50)
         self.collector = Collector(settings, registry, self.store)
         self.collector.start()
-        wait(lambda: self.collector.stats.snapshot()["connected"], 10, "collector connected")
+        wait_for(lambda: self.collector.stats.snapshot()["connected"], 10, "collector connected")
         time.sleep(0.3)  # subscriptions acknowledged before anything is published
         self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}",
                                protocol=mqtt.MQTTv5)
@@ -81,7 +74,7 @@ class World:
 
     def settle(self) -> dict:
         """Wait until the collector has written and acknowledged every message sent; its stats."""
-        wait(lambda: self.collector.stats.snapshot()["messages"] >= self.sent, 15,
+        wait_for(lambda: self.collector.stats.snapshot()["messages"] >= self.sent, 15,
              f"collector processed {self.sent} messages")
         return self.collector.stats.snapshot()
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from device_profiles import load_registry
 from fansipan.config import Settings
@@ -76,10 +77,7 @@ def _collector(port: int, store, client_id: str, protocol: str) -> Collector:
                         batch_size=100, batch_ms=50)
     c = Collector(settings, REGISTRY, store)
     c.start()
-    deadline = time.monotonic() + 10
-    while not c.stats.snapshot()["connected"]:
-        assert time.monotonic() < deadline, "collector did not connect"
-        time.sleep(0.05)
+    wait_for(lambda: c.stats.snapshot()["connected"], 10, "collector connected")
     time.sleep(0.3)  # subscribed before anything is published
     return c
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from device_profiles import load_registry
 from fansipan.config import Settings
@@ -23,8 +24,8 @@ from ingest.collector import Collector
 from simulator.core import Simulation
 from simulator.faults import Fault
 from simulator.publisher import MqttPublisher
-from storage.influx_v1 import InfluxV1Store
 from storage.base import StoreError
+from storage.influx_v1 import InfluxV1Store
 from storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.servers
@@ -41,17 +42,9 @@ def _collector(port: int, store, protocol: str = "5", client_id: str | None = No
     )
     c = Collector(settings, REGISTRY, store)
     c.start()
-    _wait(lambda: c.stats.snapshot()["connected"], 10, "collector connected")
+    wait_for(lambda: c.stats.snapshot()["connected"], 10, "collector connected")
     time.sleep(0.3)  # subscriptions acknowledged before anything is published
     return c
-
-
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        time.sleep(0.05)
 
 
 def _publish(port: int, faults: list[str], sim_seconds: float, protocol: int = 5, batch: int = 1, seed: int = 7) -> Simulation:
@@ -83,7 +76,7 @@ def test_simulator_to_influxdb_every_reading_once(mosquitto, influxd):
     faults = ["malformed:0.02", "clock_skew:cocleu-cam-1", "uplink_cut:y_ty:600", "crac_failure:dc-crac-1:300"]
     try:
         sim = _publish(mosquitto.port, faults, sim_seconds=1800)
-        _wait(lambda: _accounted(sim, collector), 60, "collector accounted for every published reading")
+        wait_for(lambda: _accounted(sim, collector), 60, "collector accounted for every published reading")
     finally:
         collector.stop()
 
@@ -115,7 +108,7 @@ def test_mqtt311_and_embedded_store(mosquitto, tmp_path):
     collector = _collector(mosquitto.port, store, protocol="3.1.1")
     try:
         sim = _publish(mosquitto.port, ["malformed:0.05"], sim_seconds=300, protocol=4, batch=5)
-        _wait(lambda: _accounted(sim, collector), 60, "collector accounted for every published reading")
+        wait_for(lambda: _accounted(sim, collector), 60, "collector accounted for every published reading")
     finally:
         collector.stop()
     s = collector.stats.snapshot()
@@ -135,7 +128,7 @@ def test_shared_subscription_splits_the_stream(mosquitto, tmp_path):
     b = _collector(mosquitto.port, store, share_group=group)
     try:
         sim = _publish(mosquitto.port, [], sim_seconds=300)
-        _wait(lambda: a.stats.snapshot()["readings_stored"] + b.stats.snapshot()["readings_stored"] >= sim.stats.published_readings,
+        wait_for(lambda: a.stats.snapshot()["readings_stored"] + b.stats.snapshot()["readings_stored"] >= sim.stats.published_readings,
               60, "both collectors together stored everything")
     finally:
         a.stop()
@@ -165,14 +158,14 @@ def test_unacknowledged_messages_are_redelivered_after_collector_crash(mosquitto
     client_id = f"crash-{uuid.uuid4().hex[:6]}"
     dying = _collector(mosquitto.port, HangingStore(), client_id=client_id)
     sim = _publish(mosquitto.port, [], sim_seconds=60)
-    _wait(lambda: dying.store.calls > 0, 10, "the dying collector tried to write")
+    wait_for(lambda: dying.store.calls > 0, 10, "the dying collector tried to write")
     dying._client.disconnect()  # the connection drops with everything unacknowledged
     dying._client.loop_stop()
 
     store = SQLiteStore(tmp_path / "f.sqlite", REGISTRY)
     survivor = _collector(mosquitto.port, store, client_id=client_id)  # same session
     try:
-        _wait(lambda: survivor.stats.snapshot()["readings_stored"] >= sim.stats.published_readings, 30,
+        wait_for(lambda: survivor.stats.snapshot()["readings_stored"] >= sim.stats.published_readings, 30,
               "redelivered readings stored")
     finally:
         survivor.stop()
@@ -192,7 +185,7 @@ def test_a_poison_message_does_not_stop_the_collector(mosquitto, tmp_path):
         for p in poison:
             pub.publish("laocai/y_ty/commune_router/yty-router", p, qos=1).wait_for_publish(5)
         pub.publish("laocai/y_ty/commune_router/yty-router", b'{"latency_ms": 42.0}', qos=1).wait_for_publish(5)
-        _wait(lambda: collector.stats.snapshot()["readings_stored"] == 1, 10, "the good reading after the poison")
+        wait_for(lambda: collector.stats.snapshot()["readings_stored"] == 1, 10, "the good reading after the poison")
     finally:
         pub.loop_stop()
         collector.stop()

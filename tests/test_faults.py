@@ -10,6 +10,7 @@ tests/test_detection_scenarios.py::test_restart_keeps_open_incidents_without_dup
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -22,8 +23,8 @@ import uuid
 
 import httpx
 import pytest
-
 import servers
+
 from device_profiles import load_registry
 from fansipan.config import Settings
 from ingest.collector import Collector
@@ -35,6 +36,7 @@ from storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.servers
 REGISTRY = load_registry()
+wait_for = functools.partial(servers.wait_for, every=0.2)  # the store file is opened at each look
 
 
 def stored_readings(path) -> int:
@@ -42,14 +44,6 @@ def stored_readings(path) -> int:
     with sqlite3.connect(path) as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'readings_%'")]
         return sum(db.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables)
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
-        time.sleep(0.2)
 
 
 def publish_in_background(port: int, wall_s: float, speed: float = 30, seed: int = 4):

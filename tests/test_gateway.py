@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from golden import ARRIVED_NS, cases, run_case
 
 from device_profiles import load_registry
 from fansipan.config import Settings
@@ -19,9 +19,7 @@ from ingest.gateway import behind
 from ingest.validate import REASONS, Validator
 from storage.sqlite import SQLiteStore
 
-HERE = Path(__file__).parent
-CASES = sorted(p for p in (HERE / "golden" / "gateway").iterdir() if p.is_dir())
-ARRIVED_NS = 1764230400_000_000_000  # 2025-11-27T08:00:00Z
+CASES = cases("gateway")
 REGISTRY = load_registry()
 VALIDATOR = Validator(REGISTRY)
 TOPIC = "laocai/a_lu/commune_gateway/alu-gw-1"
@@ -33,15 +31,7 @@ def test_cases_exist():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_golden(case):
-    topic = (case / "topic").read_text().strip()
-    payload = (case / "payload").read_bytes()
-    expected = json.loads((case / "expected.json").read_text())
-    points, rejected = VALIDATOR.message(topic, payload, ARRIVED_NS)
-    assert [{"device": p.device, "ts_ns": p.ts_ns, "fields": p.fields} for p in points] == expected["points"]
-    assert [r.reason for r in rejected] == [w["reason"] for w in expected["rejected"]], [r.detail for r in rejected]
-    for got, want in zip(rejected, expected["rejected"]):
-        assert want["detail_contains"] in got.detail, got.detail
-        assert got.reason in REASONS and got.topic == topic and got.raw == payload[:4096]
+    run_case(case, VALIDATOR)
 
 
 def test_behind_follows_the_uplink_chain_only():

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from servers import free_port
+from servers import free_port, wait_for
 
 from analytics.incidents import IncidentStore
 from analytics.service import DetectionService
@@ -140,14 +140,6 @@ def test_bad_config_names_what_is_wrong(data, message):
     assert message in str(err.value) and "probe.yaml" in str(err.value)
 
 
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        time.sleep(0.05)
-
-
 @pytest.mark.servers
 def test_probes_through_mqtt_raise_the_right_incidents(tmp_path, targets, mosquitto):
     agent = ProbeAgent(load_config(_config(tmp_path, targets), REGISTRY), REGISTRY)
@@ -156,7 +148,7 @@ def test_probes_through_mqtt_raise_the_right_incidents(tmp_path, targets, mosqui
                         batch_size=50, batch_ms=50)
     collector = Collector(settings, REGISTRY, store)
     collector.start()
-    _wait(lambda: collector.stats.snapshot()["connected"], 10, "collector connected")
+    wait_for(lambda: collector.stats.snapshot()["connected"], 10, "collector connected")
     time.sleep(0.3)  # subscriptions acknowledged before anything is published
     pub = MqttPublisher("127.0.0.1", mosquitto.port, client_id=f"probe-{uuid.uuid4().hex[:8]}")
     t0 = (int(time.time()) - 3600) // 60 * 60  # on the detector's one-minute grid, an hour ago
@@ -165,7 +157,7 @@ def test_probes_through_mqtt_raise_the_right_incidents(tmp_path, targets, mosqui
             for topic, payload in agent.round(ts_s=t0 + 60 * r):
                 pub.publish(topic, payload)
         pub.flush(10)
-        _wait(lambda: collector.stats.snapshot()["readings_stored"] >= 16, 15, "16 probe readings stored")
+        wait_for(lambda: collector.stats.snapshot()["readings_stored"] >= 16, 15, "16 probe readings stored")
     finally:
         pub.close()
         collector.stop()

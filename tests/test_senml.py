@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from golden import ARRIVED_NS, cases, run_case
+from servers import wait_for
 
 from device_profiles import load_registry
 from fansipan.config import Settings
@@ -19,24 +20,9 @@ from ingest.senml import decode_records
 from ingest.validate import REASONS, Validator
 from storage.sqlite import SQLiteStore
 
-HERE = Path(__file__).parent
-CASES = sorted(p for p in (HERE / "golden" / "senml").iterdir() if p.is_dir())
-ARRIVED_NS = 1764230400_000_000_000  # 2025-11-27T08:00:00Z
+CASES = cases("senml")
 REGISTRY = load_registry()
 VALIDATOR = Validator(REGISTRY)
-
-
-def run_case(case: Path, validator: Validator) -> None:
-    """One golden folder (topic, payload, expected.json), as in tests/test_decoders_golden.py."""
-    topic = (case / "topic").read_text().strip()
-    payload = (case / "payload").read_bytes()
-    expected = json.loads((case / "expected.json").read_text())
-    points, rejected = validator.message(topic, payload, ARRIVED_NS)
-    assert [{"device": p.device, "ts_ns": p.ts_ns, "fields": p.fields} for p in points] == expected["points"]
-    assert [r.reason for r in rejected] == [w["reason"] for w in expected["rejected"]], [r.detail for r in rejected]
-    for got, want in zip(rejected, expected["rejected"]):
-        assert want["detail_contains"] in got.detail, got.detail
-        assert got.reason in REASONS and got.topic == topic and got.raw == payload[:4096]
 
 
 def test_cases_exist():
@@ -90,7 +76,7 @@ def test_senml_through_mosquitto_into_the_store(mosquitto, tmp_path):
     good = {}
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ws-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
     try:
-        _wait(lambda: collector.stats.snapshot()["connected"], 10)
+        wait_for(lambda: collector.stats.snapshot()["connected"], 10, "collector connected")
         time.sleep(0.3)
         pub.connect("127.0.0.1", mosquitto.port)
         pub.loop_start()
@@ -107,7 +93,7 @@ def test_senml_through_mosquitto_into_the_store(mosquitto, tmp_path):
         for pack in bad:
             pub.publish("laocai/coc_leu/weather_station/cocleu-ws-1", orjson.dumps(pack), qos=1).wait_for_publish(5)
         pub.publish("laocai/coc_leu/weather_station/cocleu-ws-1", b"[{", qos=1).wait_for_publish(5)  # decode_error
-        _wait(lambda: collector.stats.snapshot()["messages"] >= 24, 15)
+        wait_for(lambda: collector.stats.snapshot()["messages"] >= 24, 15, "24 messages taken")
         time.sleep(0.2)
     finally:
         pub.disconnect()
@@ -119,13 +105,6 @@ def test_senml_through_mosquitto_into_the_store(mosquitto, tmp_path):
     assert stored == good
     reasons = sorted(r.reason for r in store.quarantined(0, time.time_ns()))
     assert reasons == ["decode_error", "unknown_device", "wrong_type", "wrong_unit"]
-
-
-def _wait(cond, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_hostile_packs_never_raise():

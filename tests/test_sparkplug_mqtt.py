@@ -15,6 +15,7 @@ import uuid
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from device_profiles import load_registry
 from fansipan.config import Settings
@@ -27,14 +28,6 @@ pytestmark = pytest.mark.servers
 
 REGISTRY = load_registry()
 NODE, P1, P2 = "cocleu-edge-gw-1", "cocleu-pump-1", "cocleu-pump-2"
-
-
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        time.sleep(0.05)
 
 
 def _retained(port: int, topic: str) -> bytes | None:
@@ -58,7 +51,7 @@ def test_sparkplug_node_births_data_rebirth_and_death(mosquitto, tmp_path):
     collector.start()
     node = client = None
     try:
-        _wait(lambda: collector.stats.snapshot()["connected"], 10, "collector connected")
+        wait_for(lambda: collector.stats.snapshot()["connected"], 10, "collector connected")
         time.sleep(0.3)  # subscriptions acknowledged
         assert orjson.loads(_retained(mosquitto.port, f"spBv1.0/STATE/{client_id}"))["online"] is True
 
@@ -66,7 +59,7 @@ def test_sparkplug_node_births_data_rebirth_and_death(mosquitto, tmp_path):
                         node_metrics={"Gateway/Uptime": 10}, bdseq=1)
         client = EdgeNodeClient(node, "127.0.0.1", mosquitto.port)  # births on connect
         stats = collector.stats
-        _wait(lambda: stats.snapshot()["readings_stored"] >= 3, 10, "the three births stored")
+        wait_for(lambda: stats.snapshot()["readings_stored"] >= 3, 10, "the three births stored")
 
         now_ms = int(time.time() * 1000)
         t0 = now_ms - 30_000
@@ -80,12 +73,12 @@ def test_sparkplug_node_births_data_rebirth_and_death(mosquitto, tmp_path):
         # a metric by an alias the births never declared: quarantined, and a rebirth is requested over MQTT
         with client.lock:
             client.publish((node.topic("DDATA", P1), encode_payload([{"alias": 999, "value": 1.0}], seq=node._next_seq())))
-        _wait(lambda: client.rebirths >= 1, 10, "the edge node received the collector's rebirth request")
-        _wait(lambda: stats.snapshot()["readings_stored"] >= 3 + 41 + 3, 10, "data, backfill and the new births stored")
+        wait_for(lambda: client.rebirths >= 1, 10, "the edge node received the collector's rebirth request")
+        wait_for(lambda: stats.snapshot()["readings_stored"] >= 3 + 41 + 3, 10, "data, backfill and the new births stored")
 
         client.die()  # no DISCONNECT: the broker publishes the NDEATH will
         client = None
-        _wait(lambda: stats.snapshot()["readings_stored"] >= 3 + 41 + 3 + 3, 15, "NDEATH: node and devices offline")
+        wait_for(lambda: stats.snapshot()["readings_stored"] >= 3 + 41 + 3 + 3, 15, "NDEATH: node and devices offline")
         time.sleep(0.3)
     finally:
         if client is not None:
