@@ -17,8 +17,16 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fansipan import yaml_file
 
 SEVERITIES = ("info", "warning", "critical")
 EVENTS = ("opened", "reopened", "escalated", "resolved")
@@ -185,18 +193,12 @@ def parse_rules(data, origin: str = "<rules>") -> RulesFile:
         try:
             return RulesFile.model_validate(data)
         except ValidationError as exc:
-            problems = [f"{origin}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
-    raise RulesError(f"{len(problems)} problem(s) in the notification rules:\n  " + "\n  ".join(problems))
+            problems = yaml_file.problems(exc, origin)
+    raise yaml_file.refuse(problems, "notification rules", RulesError)
 
 
 def load_rules(path: str | Path) -> RulesFile:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RulesError(f"cannot read the notification rules {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML: {exc}") from None
+    data = yaml_file.read(path, "notification rules", RulesError)
     return parse_rules(data, str(path))
 
 

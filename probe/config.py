@@ -21,8 +21,16 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fansipan import yaml_file
 
 KIND = "service_probe"
 
@@ -115,8 +123,7 @@ def parse_config(data, registry, origin: str = "<probe config>") -> ProbeConfig:
     try:
         cfg = ProbeConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{origin}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
-        raise ProbeConfigError(f"{len(problems)} problem(s) in the probe config:\n  " + "\n  ".join(problems)) from None
+        raise yaml_file.refuse(yaml_file.problems(exc, origin), "probe config", ProbeConfigError) from None
     problems = []
     for i, c in enumerate(cfg.checks):
         dev = registry.devices.get(c.device)
@@ -128,16 +135,10 @@ def parse_config(data, registry, origin: str = "<probe config>") -> ProbeConfig:
     if KIND not in registry.kinds:
         problems.append(f"{origin}: the registry has no {KIND!r} profile (device_profiles/kinds/{KIND}.yaml)")
     if problems:
-        raise ProbeConfigError(f"{len(problems)} problem(s) in the probe config:\n  " + "\n  ".join(problems))
+        raise yaml_file.refuse(problems, "probe config", ProbeConfigError)
     return cfg
 
 
 def load_config(path: str | Path, registry) -> ProbeConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProbeConfigError(f"cannot read the probe config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ProbeConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = yaml_file.read(path, "probe config", ProbeConfigError)
     return parse_config(data, registry, str(path))
