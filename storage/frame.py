@@ -4,9 +4,9 @@
   selector is built: the kind must be in the registry, every device asked for
   registered and of that kind, the range non-empty.  It returns the devices
   to read (sorted) and the kind's fields (profile order).
-* :func:`assemble` turns wide rows (one per reading, any order) into a
-  :class:`~storage.base.Frame`; :func:`pivot` does the same for long rows (one
-  per reading and field, as SQLite and VictoriaMetrics keep them).
+* :func:`assemble` turns wide rows (one per reading, any order: SQLite, InfluxDB)
+  into a :class:`~storage.base.Frame`; :func:`pivot` does the same for long rows
+  (one per reading and field, as VictoriaMetrics keeps them).
 * :func:`too_many` is the QueryError for a frame over the ``max_rows`` bound.
 """
 
@@ -84,25 +84,21 @@ def assemble(devices: Sequence[str], dev: np.ndarray, ts: np.ndarray, arrived: n
 
 
 def pivot(devices: Sequence[str], fields: Sequence[str], dev: np.ndarray, ts: np.ndarray, field: np.ndarray,
-          value: np.ndarray, arrived: np.ndarray | None = None) -> Frame:
+          value: np.ndarray) -> Frame:
     """A Frame from long rows (one per reading and field, any order): ``field`` indexes ``fields``.
 
-    A reading is a distinct (dev, ts); its arrival is the largest ``arrived``
-    of its rows, or, without ``arrived``, the value of a pseudo-field
-    ``arrived_ms`` if ``fields`` holds one (VictoriaMetrics), else -1.  Two
-    rows for one (dev, ts, field): the later in the input wins.
+    A reading is a distinct (dev, ts); its arrival is the value of a
+    pseudo-field ``arrived_ms`` if ``fields`` holds one, else -1.  Two rows for
+    one (dev, ts, field): the later in the input wins.
     """
     if dev.size == 0:
         return empty([f for f in fields if f != "arrived_ms"])  # a reserved name, never a profile's field
     order = np.lexsort((field, ts, dev))  # stable: equal keys keep their input order
     dev, ts, field, value = dev[order], ts[order], field[order], value[order]
     same_reading = (dev[1:] == dev[:-1]) & (ts[1:] == ts[:-1])
-    if arrived is not None:
-        arrived = arrived[order]
     last = np.r_[~same_reading | (field[1:] != field[:-1]), True]  # drop all but the last of duplicates
     if not last.all():
         dev, ts, field, value = dev[last], ts[last], field[last], value[last]
-        arrived = arrived[last] if arrived is not None else None
         same_reading = (dev[1:] == dev[:-1]) & (ts[1:] == ts[:-1])
     starts = np.flatnonzero(np.r_[True, ~same_reading])
     row = np.cumsum(np.r_[True, ~same_reading]) - 1
@@ -113,9 +109,7 @@ def pivot(devices: Sequence[str], fields: Sequence[str], dev: np.ndarray, ts: np
         mine = field == j
         column[row[mine]] = value[mine]
         values[name] = column
-    if arrived is not None:
-        arr = np.maximum.reduceat(arrived, starts)
-    elif "arrived_ms" in values:
+    if "arrived_ms" in values:
         column = values.pop("arrived_ms")
         arr = np.where(np.isnan(column), -1, column).astype(np.int64)
     else:

@@ -241,7 +241,7 @@ class SQLiteStore:
         if got.size >= limit:
             raise too_many(kind, start_ns, end_ns, self.max_rows)
         return assemble(chosen, got["device"], got["ts"], got["arrived"],
-                        {f: got[f"f{j}"].copy() for j, f in enumerate(fields)})
+                        {f: got[f"f{j}"] for j, f in enumerate(fields)})
 
     def last_seen(self) -> dict[str, int]:
         with self._errors(f"read last_seen from {self.path}"):
