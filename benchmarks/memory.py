@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         proc = ctx.Process(target=collector_process, args=(str(reg_dir), broker.port, args.store, url, readings, results))
         proc.start()
         kind, ready_kb = results.get(timeout=120)
-        pub = MqttPublisher("127.0.0.1", broker.port, client_id="memory-pub", max_inflight=5000)
+        pub = MqttPublisher("127.0.0.1", broker.port, client_id="memory-pub", max_inflight=1000)
         for topic, payload in msgs:
             pub.publish(topic, payload)
         pub.flush(timeout=600)

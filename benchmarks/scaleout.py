@@ -190,7 +190,7 @@ def _measure(n, port, store_kind, store_url, store_name, group, msgs, readings, 
         if not r.wait(120):
             stop.set()
             raise RuntimeError(f"collector {i} of {n} did not get ready in 120 s: {results.get(timeout=5)}")
-    pub = MqttPublisher("127.0.0.1", port, client_id=f"scale-pub-{group}", max_inflight=5000)
+    pub = MqttPublisher("127.0.0.1", port, client_id=f"scale-pub-{group}", max_inflight=1000)
     if not drain:
         go.set()
     t0 = time.perf_counter()

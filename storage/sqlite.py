@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from functools import partial
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,10 +53,16 @@ from .common import (
 from .frame import MAX_ROWS, assemble, check_frame, check_max_rows, empty, too_many
 from .line_protocol import quarantine_tag, quarantine_times, raw_text, stored_text
 from .sqlite_columns import SQLiteRows, column_rows, point_rows
-from .sqlite_schema import quote, table
+from .sqlite_schema import insert_rows, quote, table, values
 
 if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
+
+
+def _last_seen(rows: int) -> str:
+    return (f"INSERT INTO last_seen VALUES {values(rows, 2)} ON CONFLICT(device) DO UPDATE "
+            "SET ts_ns = MAX(ts_ns, excluded.ts_ns)")
+
 
 # window start = ts - (ts mod w), with a modulo that is never negative (times before 1970)
 _BUCKET = "(ts_ns - ((ts_ns % :w) + :w) % :w)"
@@ -191,12 +198,10 @@ class SQLiteStore:
         with self._errors(f"write {n_points} points and {n_rejected} refusals to {self.path}"):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for (kind, fields), values in rows.readings.items():
+                for (kind, fields), kind_rows in rows.readings.items():
                     self._tables.ensure(conn, kind, fields)
-                    conn.executemany(self._tables.upsert(kind, fields), values)
-                conn.executemany(
-                    "INSERT INTO last_seen VALUES (?, ?) ON CONFLICT(device) DO UPDATE "
-                    "SET ts_ns = MAX(ts_ns, excluded.ts_ns)", rows.seen.items())
+                    insert_rows(conn, partial(self._tables.upsert, kind, fields), kind_rows)
+                insert_rows(conn, _last_seen, list(rows.seen.items()))
                 conn.executemany("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)", rows.quarantine)
                 conn.execute("COMMIT")
             except BaseException:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +56,30 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 _KEY_COLUMNS = ("device", "ts_ns", "arrived_ms")
 V1_LEFTOVER = "v1_readings_of_unregistered_devices"
+
+
+PARAMS_A_STATEMENT = 999  # the lowest limit on a statement's parameters of any SQLite (32,766 since 3.32)
+
+
+def values(rows: int, width: int) -> str:
+    """``(?, ?), (?, ?)``: the VALUES of an INSERT of ``rows`` rows of ``width`` columns."""
+    one = f"({', '.join('?' * width)})"
+    return ", ".join([one] * rows)
+
+
+def insert_rows(conn: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[tuple]) -> None:
+    """``rows`` (of one width) through ``statement(k)``, an INSERT of k rows: as many a statement as SQLite allows.
+
+    Not ``executemany``: Python's sqlite3 lets go of the GIL around every step, and a step a row is a
+    GIL hand-off a reading, taken from the MQTT client's thread that the collector shares its process with
+    (BENCHMARKS.md, fourth round).
+    """
+    if not rows:
+        return
+    per = max(1, PARAMS_A_STATEMENT // len(rows[0]))
+    for i in range(0, len(rows), per):
+        part = rows[i:i + per]
+        conn.execute(statement(len(part)), list(chain.from_iterable(part)))
 
 
 def quote(name: str) -> str:
@@ -120,16 +145,19 @@ class Tables:
                      + ", PRIMARY KEY (device, ts_ns)) WITHOUT ROWID")
         self.columns[kind] = add_columns(conn, PREFIX + kind, ((f, "") for f in fields)) - set(_KEY_COLUMNS)
 
-    def upsert(self, kind: str, fields: tuple[str, ...]) -> str:
-        """INSERT of (device, ts_ns, arrived_ms, *fields) rows, merging into a reading already stored."""
-        sql = self._upserts.get((kind, fields))
+    def upsert(self, kind: str, fields: tuple[str, ...], rows: int = 1) -> str:
+        """INSERT of ``rows`` (device, ts_ns, arrived_ms, *fields) rows, merging into a reading already stored.
+
+        SQLite takes a statement's rows in order, so a reading twice in one statement merges as in two.
+        """
+        sql = self._upserts.get((kind, fields, rows))
         if sql is None:
             cols = ", ".join(quote(c) for c in (*_KEY_COLUMNS, *fields))
             merge = "".join(f", {quote(f)} = coalesce(excluded.{quote(f)}, {quote(f)})" for f in fields)
-            sql = (f"INSERT INTO {table(kind)} ({cols}) VALUES ({', '.join('?' * (3 + len(fields)))}) "
+            sql = (f"INSERT INTO {table(kind)} ({cols}) VALUES {values(rows, 3 + len(fields))} "
                    f"ON CONFLICT (device, ts_ns) DO UPDATE SET arrived_ms = max(arrived_ms, excluded.arrived_ms)"
                    + merge)
-            self._upserts[(kind, fields)] = sql
+            self._upserts[(kind, fields, rows)] = sql
         return sql
 
 

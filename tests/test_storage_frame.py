@@ -72,6 +72,23 @@ def test_fields_of_one_reading_written_apart_make_one_reading(store, registry):
     assert store.query("w-mrg", "pump_on", t, t + S, 60, "count") == [(t, 1)]
 
 
+def test_a_reading_twice_in_one_large_write_keeps_the_later(store, registry, backend):
+    """Hundreds of readings in one write (SQLite: several INSERT statements of many rows each): a reading
+    written again later in the same write keeps the later values, within a statement and across them."""
+    skip_on_victoria(backend, "it keeps every sample and does not record which of two with one timestamp came last")
+    t = T0 + 15 * H
+    ms = 1_000_000
+    points = [pt(registry, "w-mrg", t + i * ms, t + i * ms, temperature=float(i), rain_count=i) for i in range(400)]
+    points.insert(5, pt(registry, "w-mrg", t + 1 * ms, t + 2 * ms, temperature=-1.0, rain_count=101))
+    points.append(pt(registry, "w-mrg", t, t + 9 * ms, temperature=-2.0, rain_count=100))
+    store.write(points)
+    got = store.frame("weather", t, t + S)
+    assert len(got.ts_ns) == 400
+    assert frame_rows(got)[:3] == [("w-mrg", t, t // ms + 9, -2.0, 100.0, None),
+                                   ("w-mrg", t + ms, t // ms + 2, -1.0, 101.0, None),
+                                   ("w-mrg", t + 2 * ms, t // ms + 2, 2.0, 2.0, None)]
+
+
 def test_frame_reads_every_device_and_field_at_once(store, registry, monkeypatch):
     monkeypatch.setattr(storage.influxql, "CHUNK_ROWS", 2)  # InfluxDB: several chunks to merge
     base = T0 + 10 * H
