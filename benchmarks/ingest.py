@@ -16,6 +16,11 @@ the embedded SQLite store and into a real InfluxDB 1.x; and, for the
 before/after comparison in the same run, the collector's per-reading path
 (``Collector(bulk=False)``) into InfluxDB.
 
+For the consumers that run in this process the report also gives CPU time a
+message, of the whole process and of each of the collector's threads (the MQTT
+client's, the writer that validates and encodes, the sender that writes and
+acknowledges; Linux /proc): where the time went, not only how much.
+
 Scenarios: one reading a message (JSON), 100 readings a message (JSON), 100
 readings a message (line protocol): the simulator's devices of the kinds with
 that payload format.  Times are restamped just before publishing (unique, a
@@ -58,6 +63,22 @@ import servers  # noqa: E402  (starts a real influxd on 127.0.0.1, as the tests 
 
 REGISTRY = load_registry()
 TOPIC = "laocai/#"
+THREADS = {"paho-mqtt-client-": "MQTT", "fansipan-writer": "writer", "fansipan-sender": "sender"}
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's MQTT client, writer and sender threads (Linux /proc), by role."""
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        role = next((r for prefix, r in THREADS.items() if t.name.startswith(prefix)), None)
+        if role is None:
+            continue
+        try:
+            f = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # not Linux, or the thread just ended
+            continue
+        out[role] = out.get(role, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def backlog(n_messages: int, batch: int, fmt: str | None = None) -> tuple[list[tuple[str, bytes]], int]:
@@ -154,6 +175,7 @@ class BarePaho:
         if not self.done.wait(600):
             raise RuntimeError(f"bare paho got {self.count} of {n_messages}")
         elapsed = time.perf_counter() - t0
+        self.threads = thread_cpu()
         self.client.disconnect()
         self.client.loop_stop()
         return elapsed
@@ -211,6 +233,7 @@ class FansipanCollector:
                 raise RuntimeError(f"{self.name}: {s}")
             time.sleep(0.01)
         elapsed = time.perf_counter() - t0
+        self.threads = thread_cpu()  # the threads start with this drain and end with it
         c.stop()
         if s["quarantined"]:
             raise RuntimeError(f"{self.name}: simulator backlog had quarantined readings: {s['quarantined_by_reason']}")
@@ -280,7 +303,8 @@ def run(args) -> list[dict]:
                     cpu = time.process_time() - cpu if isinstance(consumer, (BarePaho, FansipanCollector)) else None
                     rows.append({"scenario": label, "consumer": consumer.name, "round": rnd, "messages": len(msgs),
                                  "readings": readings, "seconds": elapsed, "msg_s": len(msgs) / elapsed,
-                                 "readings_s": readings / elapsed, "msg_cpu_s": len(msgs) / cpu if cpu else None})
+                                 "readings_s": readings / elapsed, "msg_cpu_s": len(msgs) / cpu if cpu else None,
+                                 "threads": getattr(consumer, "threads", {})})
                     print(f"  {label:<36} {consumer.name:<62} {len(msgs) / elapsed:>10,.0f} msg/s "
                           f"{readings / elapsed:>11,.0f} readings/s  (round {rnd + 1})", flush=True)
     finally:
@@ -298,8 +322,8 @@ def report(rows: list[dict], command: str) -> str:
              f"broker mosquitto 2.0 on 127.0.0.1, QoS 1, backlog drained from a persistent session; {rounds} round(s), "
              "medians.", "",
              "| scenario | consumer | messages | msg/s | readings/s | vs bare paho, same round (msg/s) | rounds: lowest-highest "
-             "| msg per CPU s | vs bare paho (CPU) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| msg per CPU s | vs bare paho (CPU) | us CPU a message: MQTT thread / writer / sender |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
     bare = {(r["scenario"], r["round"]): r for r in rows if r["consumer"].startswith("bare paho")}
     for r in rows:
@@ -310,9 +334,11 @@ def report(rows: list[dict], command: str) -> str:
         if mine[0]["msg_cpu_s"]:
             per_cpu = (f"{statistics.median(r['msg_cpu_s'] for r in mine):,.0f} | "
                        f"{statistics.median(r['msg_cpu_s'] / bare[scenario, r['round']]['msg_cpu_s'] for r in mine):.0%} |")
+        by_thread = " / ".join(f"{statistics.median(r['threads'].get(role, 0.0) for r in mine) / mine[0]['messages'] * 1e6:.1f}"
+                               for role in THREADS.values()) if mine[0]["threads"] else "-"
         lines.append(f"| {scenario} | {consumer} | {mine[0]['messages']:,} | {statistics.median(r['msg_s'] for r in mine):,.0f} | "
                      f"{statistics.median(r['readings_s'] for r in mine):,.0f} | {statistics.median(ratios):.0%} | "
-                     f"{ratios[0]:.0%}-{ratios[-1]:.0%} | {per_cpu}")
+                     f"{ratios[0]:.0%}-{ratios[-1]:.0%} | {per_cpu} {by_thread} |")
     return "\n".join(lines)
 
 
