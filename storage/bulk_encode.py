@@ -4,8 +4,9 @@ Produces the lines :class:`storage.line_protocol.Encoder` writes for the
 same points (tests/test_line_protocol.py runs its cases through both): float
 fields as Python's ``repr`` (shortest exact form), int fields and bools with
 the ``i`` suffix, ``arrived_ms`` last, tags from one precomputed prefix a
-device.  The work is one ``%`` a row (``%r`` of a float is its repr); no
-Point, no dict a reading.  Line-protocol readings whose text already gives a
+device.  The work is one ``%`` a row; a float column's text comes from one
+orjson call (its floats are Python's repr where both write plain decimals,
+:func:`_float_texts`), else ``%r``; no Point, no dict a reading.  Line-protocol readings whose text already gives a
 store the same numbers as the Encoder's (``KindColumns.body``: ``9.70`` for
 ``9.7``, ``100`` for ``100.0``; decided by ingest.bulk_decode) are spliced in
 as sent, between the device's tags and ``arrived_ms``.
@@ -14,6 +15,7 @@ as sent, between the device's tags and ``arrived_ms``.
 from __future__ import annotations
 
 import numpy as np
+import orjson
 
 from .base import Rejected, StoreError
 from .columns import ColumnBatch, KindColumns
@@ -30,6 +32,20 @@ def _check_finite(kc: KindColumns) -> None:
             raise ValueError(f"{kc.kind} field {kc.fields[floats[j]]!r} is {v[i, j]!r}: not a finite number")
 
 
+def _float_texts(col: np.ndarray, present: np.ndarray) -> list[str] | None:
+    """``repr`` of each value, written by orjson in one call (its shortest-digits floats are Python's), or None.
+
+    The two spell a float alike for 0 and 1e-4 <= |x| < 1e16; outside that Python writes ``1e-05`` and
+    orjson ``1e-5``, so a column with such a value is left to ``%r``.
+    """
+    with np.errstate(invalid="ignore"):
+        a = np.abs(col)
+        plain = ((a >= 1e-4) & (a < 1e16)) | (a == 0)
+    if not (plain | ~present).all():
+        return None
+    return orjson.dumps(np.ascontiguousarray(col), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+
+
 def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[str]:
     """One line a row of ``kc``; ``prefixes[d]`` is device ``d``'s ``measurement,tags`` (see Encoder.tag_prefix).
 
@@ -41,14 +57,15 @@ def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[s
         return []
     _check_finite(kc)
     keys = [encoder.field_key(f) for f in kc.fields]
-    conv = ["%r" if t == "float" else "%di" for t in kc.types]
-    cols = [kc.values[:, j].tolist() if t == "float" else kc.values[:, j].astype(np.int64).tolist()
-            for j, t in enumerate(kc.types)]
     pre = [prefixes[d] for d in kc.device_idx.tolist()]
     arrived = (kc.arrived_ns // 1_000_000).tolist()
     ts = kc.ts_ns.tolist()
     if kc.body is not None and keys == list(kc.fields):  # the device's own text: the same numbers
         return ["%s %s,arrived_ms=%di %d" % row for row in zip(pre, kc.body.tolist(), arrived, ts)]
+    texts = [_float_texts(kc.values[:, j], kc.present[:, j]) if t == "float" else None for j, t in enumerate(kc.types)]
+    conv = ["%di" if t != "float" else "%r" if texts[j] is None else "%s" for j, t in enumerate(kc.types)]
+    cols = [texts[j] if texts[j] is not None else kc.values[:, j].tolist() if t == "float"
+            else kc.values[:, j].astype(np.int64).tolist() for j, t in enumerate(kc.types)]
     patterns = np.unique(kc.present, axis=0) if not kc.present.all() else np.ones((1, len(keys)), bool)
     if len(patterns) == 1:
         rows = [range(n)]

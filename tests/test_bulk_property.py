@@ -222,6 +222,27 @@ def test_bulk_encoding_is_exact(rows, keep):
     assert BulkLines(Encoder(floats)).lines(from_points(points, floats)) == Encoder(floats).point_lines(points)
 
 
+PLAIN = st.floats(min_value=1e-4, max_value=1e16, exclude_max=True) | st.floats(min_value=-1e16, max_value=-1e-4,
+                                                                                  exclude_min=True)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(st.lists(PLAIN | st.sampled_from([0.0, -0.0, 1e-4, -1e-4, 9999999999999998.0, 0.1, 1 / 3]), min_size=1,
+                max_size=30),
+       st.one_of(st.none(), st.sampled_from([1e16, -1e16, 9.999999999999999e-05, 1e-300, 5e-324, 1.5e300])))
+def test_bulk_float_text_is_repr(values, odd):
+    """A column of floats written by orjson in one call (storage/bulk_encode._float_texts) reads as repr() does;
+    one value outside 1e-4 <= |x| < 1e16, where the two spell exponents differently, sends the column to repr."""
+    from storage.base import Point
+
+    values = values + ([odd] if odd is not None else [])
+    points = [Point("weather", "d-1", "s", "", 10**18 + k, {"f": v}, 10**18) for k, v in enumerate(values)]
+    floats = {"weather": frozenset({"f"})}
+    got = BulkLines(Encoder(floats)).lines(from_points(points, floats))
+    assert got == Encoder(floats).point_lines(points)
+    assert [line.split(" ")[1].split(",")[0] for line in got] == [f"f={v!r}" for v in values]
+
+
 @SETTINGS
 @given(st.lists(st.lists(layout_reading(), min_size=1, max_size=3), min_size=1, max_size=4))
 def test_usual_json_layout_agrees(messages):
