@@ -211,18 +211,28 @@ def _layout(kind: str, fields: tuple[str, ...]) -> re.Pattern:
 _NOT_PLAIN = str.maketrans("", "", "0123456789.,-")
 
 
+_COMMA, _MINUS, _DOT, _ZERO = (ord(c) for c in ",-.0")
+
+
 def _odd_spelling(text: str) -> bool:
-    """A dot at either end of a value, or a leading zero (``007``): str.count and ``in``, no regex (the hot path)."""
-    if text[:1] == "." or text[-1:] == "." or ",." in text or "-." in text or ".," in text:
+    """A value (of the comma-joined ``text``) with a dot at either end, or a leading zero (``007``, ``-05``).
+
+    numpy over the bytes, a few operations a value (the hot path); text that is not ASCII is odd.  (It
+    counted substrings before, which missed nothing but called ``0,0,0`` odd: ``str.count`` does not
+    count overlapping ``,0,``.)
+    """
+    try:
+        b = np.frombuffer(text.encode("ascii") + b"\0\0", np.uint8)  # two NULs: b[start + 1] always exists
+    except UnicodeEncodeError:
         return True
-    if text[:1] == "0" and text[1:2].isdigit():
+    commas = np.flatnonzero(b == _COMMA)
+    start = np.concatenate(([0], commas + 1))
+    start += b[start] == _MINUS  # the digits of a negative value start after its sign
+    first, second = b[start], b[start + 1]
+    if ((first == _DOT) | ((first == _ZERO) & (second >= _ZERO) & (second <= _ZERO + 9))).any():
         return True
-    for zero in (",0", "-0"):  # each must end its value, or be followed by its decimals or the int's "i"
-        n = text.count(zero)
-        if n and n != (text.count(zero + ".") + text.count(zero + ",") + text.count(zero + "i")
-                       + text.endswith(zero)):
-            return True
-    return False
+    ends = np.concatenate((commas - 1, [len(b) - 3]))
+    return bool((b[ends[ends >= 0]] == _DOT).any())
 
 
 def _as_written(raw_cols: list[tuple[str, ...]], ftypes: tuple[str, ...]) -> bool:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from device_profiles import load_registry
 from ingest.bulk import BulkValidator
-from ingest.bulk_decode import _as_written
+from ingest.bulk_decode import _as_written, _odd_spelling
 from ingest.clock import ClockTracker
 from ingest.validate import Validator
 from storage.bulk_encode import BulkLines
@@ -301,7 +301,7 @@ def test_line_protocol_spliced_as_sent_reads_as_what_the_encoder_writes(messages
 
 
 @pytest.mark.parametrize("raws, ftype, as_sent", [
-    (("1.5", "0.5", "0", "-0", "100", "9.70", "0.0", "-0.0"), "float", True),
+    (("1.5", "0.5", "0", "-0", "100", "9.70", "0.0", "-0.0"), "float", True), (("0", "0", "0", "-0", "0"), "float", True),
     (("007.5",), "float", False), (("0.5", "05"), "float", False), ((".5",), "float", False), (("5.",), "float", False),
     (("1.5", "-.5"), "float", False), (("-05.1",), "float", False), (("1e5",), "float", False), (("+1",), "float", False),
     (("inf",), "float", False), (("1_0",), "float", False), (("5i",), "float", False),
@@ -309,3 +309,16 @@ def test_line_protocol_spliced_as_sent_reads_as_what_the_encoder_writes(messages
     (("1i",), "bool", False)])
 def test_which_spellings_go_to_the_store_as_sent(raws, ftype, as_sent):
     assert _as_written([raws], (ftype,)) is as_sent
+
+
+def _odd_value(v: str) -> bool:
+    digits = v[1:] if v.startswith("-") else v
+    return digits.startswith(".") or v.endswith(".") or (digits[:1] == "0" and digits[1:2].isdigit())
+
+
+@SETTINGS
+@given(st.lists(st.from_regex(r"-?[0-9]{0,3}\.?[0-9]{0,3}", fullmatch=True) | st.from_regex(r"-?[0-9]{1,4}i", fullmatch=True),
+                min_size=1, max_size=12))
+def test_odd_spelling_of_a_column_is_that_of_a_value(values):
+    """The column-at-once check (numpy over the bytes) says what a value-by-value reading says."""
+    assert _odd_spelling(",".join(values)) is any(_odd_value(v) for v in values)
