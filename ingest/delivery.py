@@ -104,9 +104,12 @@ def _refused_alone(store, points, rejected, exc: StoreError) -> int:
     return 0
 
 
+_JITTER = random.Random()  # its own generator: the global one belongs to the application (and its tests' seeds)
+
+
 def backoff_s(attempt: int, exc: StoreError | None = None, base: float = 0.5, cap: float = 30.0) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): the server's Retry-After if it gave one, else
     exponential with full jitter, so many collectors coming back do not hammer the store in step."""
     if exc is not None and exc.retry_after_s is not None:
         return min(exc.retry_after_s, MAX_RETRY_AFTER_S)
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** attempt)
+    return _JITTER.uniform(0.5, 1.0) * min(cap, base * 2 ** attempt)
