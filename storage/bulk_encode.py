@@ -6,10 +6,11 @@ fields as Python's ``repr`` (shortest exact form), int fields and bools with
 the ``i`` suffix, ``arrived_ms`` last, tags from one precomputed prefix a
 device.  The work is one ``%`` a row; a float column's text comes from one
 orjson call (its floats are Python's repr where both write plain decimals,
-:func:`_float_texts`), else ``%r``; no Point, no dict a reading.  Line-protocol readings whose text already gives a
-store the same numbers as the Encoder's (``KindColumns.body``: ``9.70`` for
-``9.7``, ``100`` for ``100.0``; decided by ingest.bulk_decode) are spliced in
-as sent, between the device's tags and ``arrived_ms``.
+:func:`_float_texts`), else ``%r``; no Point, no dict a reading.
+Line-protocol readings whose text already gives a store the same numbers as
+the Encoder's (``KindColumns.body``: ``9.70`` for ``9.7``, ``100`` for
+``100.0``; decided by ingest.bulk_decode) are spliced in as sent, between the
+device's tags and ``arrived_ms``.
 """
 
 from __future__ import annotations

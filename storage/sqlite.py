@@ -30,8 +30,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from functools import partial
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
