@@ -13,7 +13,8 @@ This uses paho's packet queue (``Client._packet_queue``, unchanged from paho
 1.x to 2.2), which is not public API: if a paho release drops it,
 :func:`batched` says so at start-up and the collector falls back to
 ``Client.ack`` one message at a time (correct, only slower);
-tests/test_acks.py fails on such a release so it does not go unnoticed.
+tests/test_collector_batches.py fails on such a release so it does not go
+unnoticed.
 """
 
 from __future__ import annotations

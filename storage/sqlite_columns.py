@@ -47,10 +47,11 @@ def column_rows(batch: ColumnBatch, out: dict[Group, list[tuple]], seen: dict[st
             col = (kc.values[:, j] if ty == "float" else kc.values[:, j].astype(np.int64)).astype(object)
             col[~kc.present[:, j]] = None
             columns.append(col.tolist())
-        devices, ts = ids[kc.device_idx].tolist(), kc.ts_ns.tolist()
         out.setdefault((kc.kind, tuple(kc.fields)), []).extend(
-            zip(devices, ts, (kc.arrived_ns // 1_000_000).tolist(), *columns))
-        _saw(seen, devices, ts)
+            zip(ids[kc.device_idx].tolist(), kc.ts_ns.tolist(), (kc.arrived_ns // 1_000_000).tolist(), *columns))
+        order = np.lexsort((kc.ts_ns, kc.device_idx))  # per device, its newest time last: one entry a device
+        newest = order[np.r_[kc.device_idx[order][1:] != kc.device_idx[order][:-1], True]]
+        _saw(seen, ids[kc.device_idx[newest]].tolist(), kc.ts_ns[newest].tolist())
 
 
 def point_rows(points: Sequence[Point], floats: dict[str, frozenset[str]], out: dict[Group, list[tuple]],

@@ -119,7 +119,7 @@ class Tables:
 
     def __init__(self) -> None:
         self.columns: dict[str, set[str]] = {}
-        self._upserts: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._upserts: dict[tuple[str, tuple[str, ...], int], str] = {}  # (kind, fields, rows) -> SQL
 
     def load(self, conn: sqlite3.Connection) -> None:
         names = [r[0] for r in conn.execute(

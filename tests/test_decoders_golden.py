@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
+from golden import ARRIVED_NS, cases
 
 from device_profiles import load_registry
 from ingest.bulk import BulkValidator
 from ingest.validate import REASONS, Validator
 
 HERE = Path(__file__).parent
-CASES = sorted(p for p in (HERE / "golden" / "decoders").iterdir() if p.is_dir())
-ARRIVED_NS = 1764230400_000_000_000  # 2025-11-27T08:00:00Z
+CASES = cases("decoders")
 
 
 @pytest.fixture(scope="module")
