@@ -3,7 +3,8 @@
 :meth:`BulkValidator.messages` gives the same points and the same rejects
 (reason, detail, raw payload) as calling :meth:`ingest.validate.Validator.message`
 on each message, but builds no Python object a reading on the way: readings
-are gathered a kind at a time, decoded into columns (ingest.bulk_decode),
+are gathered a kind at a time, decoded into columns (ingest.bulk_decode,
+ingest.bulk_lp),
 checked with numpy against per-field arrays of type, min and max and against
 the time bounds, and handed on as a :class:`storage.columns.ColumnBatch`.
 
@@ -36,7 +37,8 @@ from storage.base import Point, Rejected
 from storage.columns import EXACT_INT, ColumnBatch, DeviceTable, KindColumns
 
 from .bulk_clock import apply_clock
-from .bulk_decode import json_rows, lp_rows
+from .bulk_decode import Decoded, json_rows
+from .bulk_lp import lp_rows, lp_texts
 from .decoders import DecodeError, _json_reading, _lp_line
 from .validate import MAX_READINGS_PER_MESSAGE, MIN_TS_NS, RAW_KEEP_BYTES, Validator
 
@@ -84,6 +86,16 @@ def _spec(profile, special: frozenset[str]) -> _Spec:
                  exact and profile.format in BULK_FORMATS and profile.format not in special)
 
 
+class _Rows(NamedTuple):
+    """Where each row of a kind's group came from: numpy arrays, one entry a reading."""
+
+    msg: np.ndarray  # the message's index in the batch
+    item: np.ndarray  # the reading's index in its message
+    count: np.ndarray  # the readings of its message
+    dev: np.ndarray  # the device's index in the DeviceTable
+    arrived: np.ndarray  # the message's arrival time, ns
+
+
 class _Group:
     """The rows of one kind gathered from a batch: one entry a reading."""
 
@@ -109,6 +121,44 @@ class _Group:
         self.count.extend([m] * m)
         self.dev.extend([gi] * m)
         self.arrived.extend([arrived] * m)
+
+    def rows(self) -> _Rows:
+        return _Rows(*(np.array(x, np.int64) for x in (self.msg, self.item, self.count, self.dev, self.arrived)))
+
+    def line(self, i: int):
+        """Row ``i``'s reading as gathered: a JSON value, a line, or (line number, line)."""
+        return self.raw[i]
+
+
+class _Texts:
+    """The line-protocol messages of one kind gathered from a batch, whole: one entry a message."""
+
+    __slots__ = ("spec", "texts", "msg", "dev", "arrived", "counts", "_lines")
+
+    def __init__(self, spec: _Spec):
+        self.spec = spec
+        self.texts, self.msg, self.dev, self.arrived = [], [], [], []
+        self.counts: np.ndarray | None = None  # readings a message, once decoded
+        self._lines: dict[int, list[str]] = {}
+
+    def add(self, mi: int, text: str, gi: int, arrived: int) -> None:
+        self.texts.append(text[:-1] if text.endswith("\n") else text)  # one final newline ends the last line
+        self.msg.append(mi)
+        self.dev.append(gi)
+        self.arrived.append(arrived)
+
+    def rows(self) -> _Rows:
+        c = self.counts
+        first = np.cumsum(c) - c
+        return _Rows(np.repeat(self.msg, c), np.arange(int(c.sum())) - np.repeat(first, c), np.repeat(c, c),
+                     np.repeat(self.dev, c), np.repeat(np.array(self.arrived, np.int64), c))
+
+    def line(self, i: int) -> str:
+        """Row ``i``'s line (split again only for the rare row that leaves the columns)."""
+        k = int(np.searchsorted(np.cumsum(self.counts), i, side="right"))
+        if k not in self._lines:
+            self._lines[k] = self.texts[k].split("\n")
+        return self._lines[k][i - int(self.counts[:k].sum())]
 
 
 class BulkValidator:
@@ -152,7 +202,7 @@ class BulkValidator:
         msgs = list(msgs)
         batch = ColumnBatch(self.table)
         rejects: list[tuple[int, Rejected]] = []
-        groups: dict[str, _Group] = {}
+        groups: dict[str, _Group | _Texts] = {}
         for mi, (topic, payload, arrived) in enumerate(msgs):
             try:
                 items = None
@@ -167,14 +217,16 @@ class BulkValidator:
                 continue
             g = groups.get(r[0].kind)
             if g is None:
-                g = groups[r[0].kind] = _Group(r[0])
+                g = groups[r[0].kind] = _Group(r[0]) if r[0].fmt == "json" else _Texts(r[0])
             g.add(mi, items, r[1], arrived)
         for g in groups.values():
+            mark = len(batch.kinds), len(batch.extra), len(rejects)
             try:
                 self._group(g, msgs, batch, rejects)
             except Exception:
-                log.exception("bulk path failed on %d %s readings; validating their messages one at a time",
-                              len(g.raw), g.spec.kind)
+                log.exception("bulk path failed on %d %s messages; validating them one at a time",
+                              len(set(g.msg)), g.spec.kind)
+                del batch.kinds[mark[0]:], batch.extra[mark[1]:], batch.extra_order[mark[1]:], rejects[mark[2]:]
                 for mi in sorted(set(g.msg)):
                     self._one_by_one(mi, msgs[mi], batch, rejects)
         if clock is not None:
@@ -183,31 +235,51 @@ class BulkValidator:
         return batch, [r for _k, r in rejects]
 
     @staticmethod
-    def _items(spec: _Spec, payload: bytes) -> list | None:
-        """The readings of a payload in bulk form, or None to leave the whole message to the per-reading path."""
+    def _items(spec: _Spec, payload: bytes) -> list | str | None:
+        """The readings of a payload in bulk form (line protocol: its text, read by _group), or None to leave
+        the whole message to the per-reading path."""
         if spec.fmt == "json":
             try:
                 doc = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 return None
             items = [doc] if type(doc) is dict else doc if type(doc) is list and doc else None
-        else:
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-            if "\\" in text or '"' in text:  # escapes and string values: the per-reading parser
-                return None
-            if _no_line_skipped(text):
-                items = text.split("\n")  # no line to skip: line n is item n - 1
-                return items if len(items) <= MAX_READINGS_PER_MESSAGE else None
-            items = []
-            for n, line in enumerate(text.split("\n"), 1):
-                line = line.strip("\r")
-                if line.strip() and not line.lstrip().startswith("#"):
-                    items.append((n, line))
-            items = items or None
-        return items if items is not None and len(items) <= MAX_READINGS_PER_MESSAGE else None
+            return items if items is not None and len(items) <= MAX_READINGS_PER_MESSAGE else None
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return None if "\\" in text or '"' in text else text  # escapes and string values: the per-reading parser
+
+    @staticmethod
+    def _lines(text: str) -> list | None:
+        """A line-protocol text's readings, one a line: the lines, or (line number, line) when some is skipped."""
+        if _no_line_skipped(text):
+            items = text.split("\n")  # no line to skip: line n is item n - 1
+            return items if len(items) <= MAX_READINGS_PER_MESSAGE else None
+        items = []
+        for n, line in enumerate(text.split("\n"), 1):
+            line = line.strip("\r")
+            if line.strip() and not line.lstrip().startswith("#"):
+                items.append((n, line))
+        return items if items and len(items) <= MAX_READINGS_PER_MESSAGE else None
+
+    def _lp_group(self, g: _Texts, batch: ColumnBatch, rejects: list, msgs: list) -> tuple[_Group | _Texts, Decoded]:
+        """Whole texts in one layout (lp_texts), else their lines one by one (lp_rows), as a group and its rows."""
+        s, ids = g.spec, self.table.ids
+        got = lp_texts(g.texts, [ids[d] for d in g.dev], s.kind, s.fields, s.ftypes)
+        if got is not None and int(got[1].max()) <= MAX_READINGS_PER_MESSAGE:
+            g.counts = got[1]
+            return g, got[0]
+        lines = [self._lines(t) for t in g.texts]
+        rows = _Group(s)
+        for mi, items, gi, arrived in zip(g.msg, lines, g.dev, g.arrived):
+            if items is None:
+                self._one_by_one(mi, msgs[mi], batch, rejects)
+            else:
+                rows.add(mi, items, gi, arrived)
+        return rows, lp_rows([r if type(r) is str else r[1] for r in rows.raw], [ids[d] for d in rows.dev], s.kind,
+                             s.fields, s.ftypes)
 
     def _one_by_one(self, mi: int, msg: tuple[str, bytes, int], batch: ColumnBatch, rejects: list) -> None:
         topic, payload, arrived = msg
@@ -222,16 +294,14 @@ class BulkValidator:
             batch.extra_order.append(mi << 16 | j)
         rejects.extend((mi << 16 | j, r) for j, r in enumerate(rejected))
 
-    def _group(self, g: _Group, msgs: list, batch: ColumnBatch, rejects: list) -> None:
+    def _group(self, g: _Group | _Texts, msgs: list, batch: ColumnBatch, rejects: list) -> None:
         s = g.spec
-        ids = self.table.ids
-        device_ids = [ids[d] for d in g.dev]
         if s.fmt == "json":
-            dec = json_rows(g.raw, device_ids, s.fields, s.ftypes, s.known)
+            dec = json_rows(g.raw, [self.table.ids[d] for d in g.dev], s.fields, s.ftypes, s.known)
         else:
-            dec = lp_rows([r if type(r) is str else r[1] for r in g.raw], device_ids, s.kind, s.fields, s.ftypes)
-        vals, pres = dec.values, dec.present
-        arrived = np.array(g.arrived, np.int64)
+            g, dec = self._lp_group(g, batch, rejects, msgs)
+        rows = g.rows()
+        vals, pres, arrived = dec.values, dec.present, rows.arrived
         with np.errstate(invalid="ignore"):
             bad = pres & (~np.isfinite(vals) | (vals < s.lo) | (vals > s.hi) | (s.is_int & (vals != np.floor(vals))))
         flag = dec.flag | bad.any(axis=1) | ~pres.any(axis=1)
@@ -239,35 +309,38 @@ class BulkValidator:
         with np.errstate(over="ignore"):
             ahead_s = (ts - arrived).astype(np.float64) / 1e9
         flag |= dec.ts_given & ((ts < MIN_TS_NS) | (ahead_s > s.future_tol_s))
-        msg = np.array(g.msg, np.int64)
-        order = msg << 16 | np.array(g.item, np.int64)
+        order = rows.msg << 16 | rows.item
         for i in np.flatnonzero(flag).tolist():
-            self._one_reading(g, i, int(order[i]), msgs, batch, rejects)
+            self._one_reading(g, rows, i, int(order[i]), msgs, batch, rejects)
         ok = ~flag
         if ok.any():
             batch.kinds.append(KindColumns(s.kind, s.fields, tuple("float" if t == "float" else "int" for t in s.ftypes),
-                                           np.array(g.dev, np.int32)[ok], ts[ok], arrived[ok], vals[ok], pres[ok],
-                                           order[ok], None if dec.body is None else dec.body[ok]))
+                                           rows.dev.astype(np.int32)[ok], ts[ok], arrived[ok], vals[ok], pres[ok],
+                                           order[ok], None if dec.body is None else dec.body[ok],
+                                           None if dec.ts_text is None else dec.ts_text[ok]))
 
-    def _one_reading(self, g: _Group, i: int, key: int, msgs: list, batch: ColumnBatch, rejects: list) -> None:
+    def _one_reading(self, g: _Group | _Texts, rows: _Rows, i: int, key: int, msgs: list, batch: ColumnBatch,
+                     rejects: list) -> None:
         s = g.spec
-        topic, payload, arrived = msgs[g.msg[i]]
-        device_id = self.table.ids[g.dev[i]]
+        mi, item, count = int(rows.msg[i]), int(rows.item[i]), int(rows.count[i])
+        topic, payload, arrived = msgs[mi]
+        device_id = self.table.ids[int(rows.dev[i])]
+        raw = g.line(i)
         if s.fmt == "json":
-            item = _json_reading(g.raw[i])
+            item_read = _json_reading(raw)
         else:
-            n, line = (g.item[i] + 1, g.raw[i]) if type(g.raw[i]) is str else g.raw[i]
+            n, line = (item + 1, raw) if type(raw) is str else raw
             try:
-                item = _lp_line(line)
+                item_read = _lp_line(line)
             except DecodeError as exc:
-                item = DecodeError(f"line {n}: {exc}")
-        got = self.validator._check(item, s.profile, device_id, arrived)
+                item_read = DecodeError(f"line {n}: {exc}")
+        got = self.validator._check(item_read, s.profile, device_id, arrived)
         if isinstance(got, Point):  # a Point: the per-reading path takes what the bulk checks would not
             batch.extra.append(got)
             batch.extra_order.append(key)
             return
         reason, detail = got
-        if g.count[i] > 1:
-            detail = f"reading {g.item[i] + 1} of {g.count[i]}: {detail}"
+        if count > 1:
+            detail = f"reading {item + 1} of {count}: {detail}"
         rejects.append((key, Rejected(arrived, topic, reason, detail, bytes(payload[:RAW_KEEP_BYTES]), s.kind,
                                       device_id[:64])))

@@ -42,7 +42,7 @@ def _with_flag(kc: KindColumns, name: str, rows: np.ndarray) -> KindColumns:
         present = np.hstack([kc.present, np.zeros((len(kc), 1), bool)])
         kc = replace(kc, fields=kc.fields + (name,), types=kc.types + ("int",))
     values[rows, j], present[rows, j] = 1.0, True
-    return replace(kc, values=values, present=present, body=None)  # the device's text lacks the flag
+    return replace(kc, values=values, present=present, body=None, ts_text=None)  # the device's text lacks the flag
 
 
 def apply_clock(tracker, batch: ColumnBatch, msgs: list, rejects: list[tuple[int, Rejected]]) -> None:

@@ -9,11 +9,14 @@ orjson call (its floats are Python's repr where both write plain decimals,
 :func:`_float_texts`), else ``%r``; no Point, no dict a reading.
 Line-protocol readings whose text already gives a store the same numbers as
 the Encoder's (``KindColumns.body``: ``9.70`` for ``9.7``, ``100`` for
-``100.0``; decided by ingest.bulk_decode) are spliced in as sent, between the
-device's tags and ``arrived_ms``.
+``100.0``; decided by ingest.bulk_lp) are spliced in as sent, between the
+device's tags and ``arrived_ms``; with their time's text too (``ts_text``),
+each line is one ``"".join`` of texts already made.
 """
 
 from __future__ import annotations
+
+from itertools import repeat
 
 import numpy as np
 import orjson
@@ -47,6 +50,17 @@ def _float_texts(col: np.ndarray, present: np.ndarray) -> list[str] | None:
     return orjson.dumps(np.ascontiguousarray(col), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
+def _as_sent_lines(kc: KindColumns, pre: list[str]) -> list[str]:
+    """Lines of rows whose fields' text and time's text are as sent (KindColumns.body, ts_text): each line the
+    join of texts already made (``"".join``, in C), ``arrived_ms``'s text made once a message."""
+    n = len(kc)
+    ms = kc.arrived_ns // 1_000_000
+    starts = np.flatnonzero(np.concatenate(([True], ms[1:] != ms[:-1])))  # one arrival a message
+    tails = np.array([",arrived_ms=%di " % a for a in ms[starts].tolist()], dtype=object)
+    tail = np.repeat(tails, np.diff(np.append(starts, n))).tolist()
+    return list(map("".join, zip(pre, repeat(" "), kc.body.tolist(), tail, kc.ts_text.tolist())))
+
+
 def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[str]:
     """One line a row of ``kc``; ``prefixes[d]`` is device ``d``'s ``measurement,tags`` (see Encoder.tag_prefix).
 
@@ -58,7 +72,9 @@ def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[s
         return []
     _check_finite(kc)
     keys = [encoder.field_key(f) for f in kc.fields]
-    pre = [prefixes[d] for d in kc.device_idx.tolist()]
+    pre = list(map(prefixes.__getitem__, kc.device_idx.tolist()))
+    if kc.body is not None and keys == list(kc.fields) and kc.ts_text is not None:  # the device's own text
+        return _as_sent_lines(kc, pre)
     arrived = (kc.arrived_ns // 1_000_000).tolist()
     ts = kc.ts_ns.tolist()
     if kc.body is not None and keys == list(kc.fields):  # the device's own text: the same numbers

@@ -76,9 +76,12 @@ class KindColumns:
     present: np.ndarray  # bool [n, len(fields)]
     order: np.ndarray  # int64 [n]
     # object [n] or None: each row's fields as the device sent them in line protocol (``a=1.50,b=2i``, every field,
-    # profile order) when a store reads from that text the same types and numbers as from what
-    # storage.line_protocol.Encoder writes (ingest.bulk_decode decides); the encoder splices it in as sent
+    # in any order) when a store reads from that text the same types and numbers as from what
+    # storage.line_protocol.Encoder writes (ingest.bulk_lp decides); the encoder splices it in as sent
     body: np.ndarray | None = None
+    # object [n] or None: with body, each row's time as the device wrote it, where that is also how the Encoder
+    # writes ts_ns (``%d``): the encoder joins the line from text it already has (ingest.bulk_lp.lp_texts)
+    ts_text: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -140,7 +143,8 @@ def keyed_points(t: DeviceTable, kc: KindColumns) -> list[tuple[int, Point]]:
 def take(kc: KindColumns, rows: np.ndarray) -> KindColumns:
     """The rows ``rows`` (a bool mask or indices) of ``kc``."""
     return KindColumns(kc.kind, kc.fields, kc.types, kc.device_idx[rows], kc.ts_ns[rows], kc.arrived_ns[rows],
-                       kc.values[rows], kc.present[rows], kc.order[rows], None if kc.body is None else kc.body[rows])
+                       kc.values[rows], kc.present[rows], kc.order[rows], None if kc.body is None else kc.body[rows],
+                       None if kc.ts_text is None else kc.ts_text[rows])
 
 
 def _number(v: object, what: str) -> float:

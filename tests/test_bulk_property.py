@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from device_profiles import load_registry
 from ingest.bulk import BulkValidator
-from ingest.bulk_decode import _as_written, _odd_spelling
+from ingest.bulk_lp import _as_written, _odd_spelling
 from ingest.clock import ClockTracker
 from ingest.validate import Validator
 from storage.bulk_encode import BulkLines

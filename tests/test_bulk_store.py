@@ -145,6 +145,7 @@ def _spliced(t0: int):
     points, rejected = v.message(*msg)
     batch, bulk_rejected = BulkValidator(v).messages([msg])
     assert not rejected and not bulk_rejected and [kc.body is not None for kc in batch.kinds] == [True]
+    assert batch.kinds[0].ts_text is not None  # read whole (ingest/bulk_lp.lp_texts): times go as sent too
     return shipped, points, batch
 
 
