@@ -1,6 +1,7 @@
 """Ingest throughput, end to end, against baselines measured in the same run.
 
     python -m benchmarks.ingest [--messages 40000] [--batched-messages 2000] [--rounds 3] [--no-per-reading]
+                                [--scenarios one,json,lp]
 
 Method: every consumer drains the same backlog from a real mosquitto. For each
 consumer we first open its persistent session (subscribe, disconnect), then
@@ -274,9 +275,11 @@ def run(args) -> list[dict]:
     influxd = servers.start_influxd(tmp)
     rows = []
     try:
-        scenarios = [("1 reading/message, JSON", args.messages, 1, "json"),
-                     ("100 readings/message, JSON", args.batched_messages, 100, "json"),
-                     ("100 readings/message, line protocol", args.batched_messages, 100, "line_protocol")]
+        scenarios = [s for name, s in (("one", ("1 reading/message, JSON", args.messages, 1, "json")),
+                                        ("json", ("100 readings/message, JSON", args.batched_messages, 100, "json")),
+                                        ("lp", ("100 readings/message, line protocol", args.batched_messages, 100,
+                                                "line_protocol")))
+                     if name in args.scenarios]
         for sn, (label, n, batch, fmt) in enumerate(scenarios):
             msgs, readings = backlog(n, batch, fmt)
             for rnd in range(args.rounds):  # interleaved: every consumer once a round, each round in the same load
@@ -342,12 +345,22 @@ def report(rows: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
+def _scenarios(text: str) -> list[str]:
+    names = text.split(",")
+    unknown = sorted(set(names) - {"one", "json", "lp"})
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown scenario {unknown[0]!r}: choose from one, json, lp")
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=40_000, help="backlog size for one-reading messages")
     p.add_argument("--batched-messages", type=int, default=2_000, help="backlog size for 100-reading messages")
     p.add_argument("--rounds", type=int, default=3,
                    help="every consumer this many times, interleaved; the report gives medians (the machine is shared)")
+    p.add_argument("--scenarios", type=_scenarios, default=["one", "json", "lp"],
+                   help="which, comma-separated: one (1 JSON reading a message), json (100), lp (100 line protocol)")
     p.add_argument("--no-per-reading", dest="per_reading", action="store_false",
                    help="leave out the collector's per-reading path (the before/after comparison)")
     argv = sys.argv[1:] if argv is None else argv
