@@ -4,9 +4,10 @@ Produces the lines :class:`storage.line_protocol.Encoder` writes for the
 same points (tests/test_line_protocol.py runs its cases through both): float
 fields as Python's ``repr`` (shortest exact form), int fields and bools with
 the ``i`` suffix, ``arrived_ms`` last, tags from one precomputed prefix a
-device.  The work is one ``%`` a row; a float column's text comes from one
-orjson call (its floats are Python's repr where both write plain decimals,
-:func:`_float_texts`), else ``%r``; no Point, no dict a reading.
+device.  Texts are made a column at a time (a float column by one orjson call:
+its floats are Python's repr where both write plain decimals,
+:func:`_float_texts`, else ``repr``; ints and times by another), and each
+line is one ``"".join`` of them; no Point, no dict a reading.
 Line-protocol readings whose text already gives a store the same numbers as
 the Encoder's (``KindColumns.body``: ``9.70`` for ``9.7``, ``100`` for
 ``100.0``; decided by ingest.bulk_lp) are spliced in as sent, between the
@@ -50,22 +51,24 @@ def _float_texts(col: np.ndarray, present: np.ndarray) -> list[str] | None:
     return orjson.dumps(np.ascontiguousarray(col), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
-def _as_sent_lines(kc: KindColumns, pre: list[str]) -> list[str]:
-    """Lines of rows whose fields' text and time's text are as sent (KindColumns.body, ts_text): each line the
-    join of texts already made (``"".join``, in C), ``arrived_ms``'s text made once a message."""
-    n = len(kc)
+def _digits(a: np.ndarray) -> list[str]:
+    """Each value of ``a`` as an int64 in ``%d``'s digits, written by orjson in one call."""
+    return orjson.dumps(np.ascontiguousarray(a, np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+
+
+def _tails(kc: KindColumns) -> list[str]:
+    """``,arrived_ms=<ms>i `` a row, written once a run of rows that arrived together (a message's readings)."""
     ms = kc.arrived_ns // 1_000_000
-    starts = np.flatnonzero(np.concatenate(([True], ms[1:] != ms[:-1])))  # one arrival a message
+    starts = np.flatnonzero(np.concatenate(([True], ms[1:] != ms[:-1])))
     tails = np.array([",arrived_ms=%di " % a for a in ms[starts].tolist()], dtype=object)
-    tail = np.repeat(tails, np.diff(np.append(starts, n))).tolist()
-    return list(map("".join, zip(pre, repeat(" "), kc.body.tolist(), tail, kc.ts_text.tolist())))
+    return np.repeat(tails, np.diff(np.append(starts, len(ms)))).tolist()
 
 
 def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[str]:
     """One line a row of ``kc``; ``prefixes[d]`` is device ``d``'s ``measurement,tags`` (see Encoder.tag_prefix).
 
-    One ``%`` template a presence pattern (usually one a kind): ``%r`` of a Python float is its repr,
-    ``%d`` of an int its digits, so each line is built by one C call.
+    Every piece of text is made a column at a time (orjson writes a float column as repr would, an int
+    column as %d would; the keys once a kind), and each line is one ``"".join`` of its pieces, in C.
     """
     n = len(kc)
     if n == 0:
@@ -73,30 +76,36 @@ def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[s
     _check_finite(kc)
     keys = [encoder.field_key(f) for f in kc.fields]
     pre = list(map(prefixes.__getitem__, kc.device_idx.tolist()))
-    if kc.body is not None and keys == list(kc.fields) and kc.ts_text is not None:  # the device's own text
-        return _as_sent_lines(kc, pre)
-    arrived = (kc.arrived_ns // 1_000_000).tolist()
-    ts = kc.ts_ns.tolist()
+    tail = _tails(kc)
+    ts = kc.ts_text.tolist() if kc.ts_text is not None else _digits(kc.ts_ns)
     if kc.body is not None and keys == list(kc.fields):  # the device's own text: the same numbers
-        return ["%s %s,arrived_ms=%di %d" % row for row in zip(pre, kc.body.tolist(), arrived, ts)]
-    texts = [_float_texts(kc.values[:, j], kc.present[:, j]) if t == "float" else None for j, t in enumerate(kc.types)]
-    conv = ["%di" if t != "float" else "%r" if texts[j] is None else "%s" for j, t in enumerate(kc.types)]
-    cols = [texts[j] if texts[j] is not None else kc.values[:, j].tolist() if t == "float"
-            else kc.values[:, j].astype(np.int64).tolist() for j, t in enumerate(kc.types)]
+        return list(map("".join, zip(pre, repeat(" "), kc.body.tolist(), tail, ts)))
+    texts = []
+    for j, t in enumerate(kc.types):
+        if t != "float":
+            texts.append(_digits(kc.values[:, j]))
+        else:
+            got = _float_texts(kc.values[:, j], kc.present[:, j])
+            texts.append(got if got is not None else list(map(repr, kc.values[:, j].tolist())))
+    suffix = ["" if t == "float" else "i" for t in kc.types]  # after each value
     patterns = np.unique(kc.present, axis=0) if not kc.present.all() else np.ones((1, len(keys)), bool)
-    if len(patterns) == 1:
-        rows = [range(n)]
-    else:
-        code = kc.present @ (1 << np.arange(len(keys), dtype=np.int64))
-        rows = [np.flatnonzero(code == (p @ (1 << np.arange(len(keys), dtype=np.int64)))).tolist() for p in patterns]
     out: list[str] = [""] * n
-    for pattern, rs in zip(patterns.tolist(), rows):
+    for pattern in patterns.tolist():
         js = [j for j, p in enumerate(pattern) if p]
-        tmpl = "%s " + "".join(f"{keys[j]}={conv[j]}," for j in js) + "arrived_ms=%di %d"
+        if js:
+            seps = [" " + keys[js[0]] + "="] + [f"{suffix[a]},{keys[b]}=" for a, b in zip(js, js[1:])]
+            cols = [pre]
+            for sep, j in zip(seps, js):
+                cols += [repeat(sep), texts[j]]
+            cols += [repeat(suffix[js[-1]]), tail, ts]
+        else:  # no field but arrived_ms
+            cols = [pre, repeat(" "), [t[1:] for t in tail], ts]
         if len(patterns) == 1:
-            return [tmpl % row for row in zip(pre, *(cols[j] for j in js), arrived, ts)]
-        for i in rs:
-            out[i] = tmpl % (pre[i], *(cols[j][i] for j in js), arrived[i], ts[i])
+            return list(map("".join, zip(*cols)))
+        rows = np.flatnonzero((kc.present == pattern).all(axis=1)).tolist()
+        picked = [c if isinstance(c, repeat) else [c[i] for i in rows] for c in cols]
+        for i, line in zip(rows, map("".join, zip(*picked))):
+            out[i] = line
     return out
 
 
