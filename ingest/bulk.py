@@ -133,7 +133,7 @@ class _Group:
 class _Texts:
     """The line-protocol messages of one kind gathered from a batch, whole: one entry a message."""
 
-    __slots__ = ("spec", "texts", "msg", "dev", "arrived", "counts", "_lines")
+    __slots__ = ("spec", "texts", "msg", "dev", "arrived", "counts", "_ends", "_lines")
 
     def __init__(self, spec: _Spec):
         self.spec = spec
@@ -149,16 +149,17 @@ class _Texts:
 
     def rows(self) -> _Rows:
         c = self.counts
-        first = np.cumsum(c) - c
+        self._ends = np.cumsum(c)
+        first = self._ends - c
         return _Rows(np.repeat(self.msg, c), np.arange(int(c.sum())) - np.repeat(first, c), np.repeat(c, c),
                      np.repeat(self.dev, c), np.repeat(np.array(self.arrived, np.int64), c))
 
     def line(self, i: int) -> str:
-        """Row ``i``'s line (split again only for the rare row that leaves the columns)."""
-        k = int(np.searchsorted(np.cumsum(self.counts), i, side="right"))
+        """Row ``i``'s line (split again only for the rows that leave the columns; after rows())."""
+        k = int(np.searchsorted(self._ends, i, side="right"))
         if k not in self._lines:
             self._lines[k] = self.texts[k].split("\n")
-        return self._lines[k][i - int(self.counts[:k].sum())]
+        return self._lines[k][i - int(self._ends[k] - self.counts[k])]
 
 
 class BulkValidator:

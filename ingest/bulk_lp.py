@@ -228,12 +228,13 @@ def lp_rows(lines: list[str], device_ids: list[str], kind: str, fields: tuple[st
 
 _PLAIN_FLOAT = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?"  # the spellings _as_written takes, and nothing else
 _PLAIN_INT = r"(?:0|-?[1-9][0-9]*+)i"
-_DEVICE = r"[!#-+\--<>-\[\]-~]++"  # printable ASCII but space , = " \ : a device id needing no escape
+_DEVICE = r"[!#-+\--<>-\[\]-~]++"  # printable ASCII except space, comma, "=", '"' and backslash (no escapes)
 _TIME = r"(?:0|-?[1-9][0-9]{0,18})"  # as the Encoder writes it (%d), so a message's text can go on whole
 _DIGITS_EXACT = 15  # up to 15 digits, m / 10**k is one correctly rounded division: float()'s double
 _BLOCK = 1 << 14  # values parsed at once
 _POW10F = 10.0 ** np.arange(23)
-_STRICT: dict[tuple, re.Pattern] = {}
+_STRICT: dict[tuple, re.Pattern] = {}  # by layout; field orders are many only where devices shuffle them
+_STRICT_MAX = 256
 
 
 def _plain_numbers(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -294,6 +295,8 @@ def _strict(kind: str, keys: tuple[str, ...], types: tuple[str, ...], named: boo
     key = (kind, keys, types, named, timed)
     pat = _STRICT.get(key)
     if pat is None:
+        if len(_STRICT) >= _STRICT_MAX:  # a kind whose devices write fields in ever new orders: start again
+            _STRICT.clear()
         body = ",".join(re.escape(k) + "=" + (_PLAIN_FLOAT if t == "float" else _PLAIN_INT)
                         for k, t in zip(keys, types))
         line = re.escape(kind) + (",device=" + _DEVICE if named else "") + " " + body + (" " + _TIME if timed else "")
