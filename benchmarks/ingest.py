@@ -65,6 +65,8 @@ import servers  # noqa: E402  (starts a real influxd on 127.0.0.1, as the tests 
 REGISTRY = load_registry()
 TOPIC = "laocai/#"
 THREADS = {"paho-mqtt-client-": "MQTT", "fansipan-writer": "writer", "fansipan-sender": "sender"}
+SCENARIOS = {"one": ("1 reading/message, JSON", 1, "json"), "json": ("100 readings/message, JSON", 100, "json"),
+             "lp": ("100 readings/message, line protocol", 100, "line_protocol")}  # label, readings a message, format
 
 
 def thread_cpu() -> dict[str, float]:
@@ -275,11 +277,8 @@ def run(args) -> list[dict]:
     influxd = servers.start_influxd(tmp)
     rows = []
     try:
-        scenarios = [s for name, s in (("one", ("1 reading/message, JSON", args.messages, 1, "json")),
-                                        ("json", ("100 readings/message, JSON", args.batched_messages, 100, "json")),
-                                        ("lp", ("100 readings/message, line protocol", args.batched_messages, 100,
-                                                "line_protocol")))
-                     if name in args.scenarios]
+        scenarios = [(label, args.messages if per == 1 else args.batched_messages, per, fmt)
+                     for name, (label, per, fmt) in SCENARIOS.items() if name in args.scenarios]
         for sn, (label, n, batch, fmt) in enumerate(scenarios):
             msgs, readings = backlog(n, batch, fmt)
             for rnd in range(args.rounds):  # interleaved: every consumer once a round, each round in the same load
@@ -347,9 +346,9 @@ def report(rows: list[dict], command: str) -> str:
 
 def _scenarios(text: str) -> list[str]:
     names = text.split(",")
-    unknown = sorted(set(names) - {"one", "json", "lp"})
+    unknown = sorted(set(names) - set(SCENARIOS))
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown scenario {unknown[0]!r}: choose from one, json, lp")
+        raise argparse.ArgumentTypeError(f"unknown scenario {unknown[0]!r}: choose from {', '.join(SCENARIOS)}")
     return names
 
 
@@ -359,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batched-messages", type=int, default=2_000, help="backlog size for 100-reading messages")
     p.add_argument("--rounds", type=int, default=3,
                    help="every consumer this many times, interleaved; the report gives medians (the machine is shared)")
-    p.add_argument("--scenarios", type=_scenarios, default=["one", "json", "lp"],
+    p.add_argument("--scenarios", type=_scenarios, default=list(SCENARIOS),
                    help="which, comma-separated: one (1 JSON reading a message), json (100), lp (100 line protocol)")
     p.add_argument("--no-per-reading", dest="per_reading", action="store_false",
                    help="leave out the collector's per-reading path (the before/after comparison)")

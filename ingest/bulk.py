@@ -147,15 +147,18 @@ class _Texts:
         self.dev.append(gi)
         self.arrived.append(arrived)
 
+    def read(self, counts: np.ndarray) -> None:
+        """Its texts were read whole: ``counts`` readings a message."""
+        self.counts, self._ends = counts, np.cumsum(counts)
+
     def rows(self) -> _Rows:
         c = self.counts
-        self._ends = np.cumsum(c)
         first = self._ends - c
         return _Rows(np.repeat(self.msg, c), np.arange(int(c.sum())) - np.repeat(first, c), np.repeat(c, c),
                      np.repeat(self.dev, c), np.repeat(np.array(self.arrived, np.int64), c))
 
     def line(self, i: int) -> str:
-        """Row ``i``'s line (split again only for the rows that leave the columns; after rows())."""
+        """Row ``i``'s line (split again only for the rows that leave the columns)."""
         k = int(np.searchsorted(self._ends, i, side="right"))
         if k not in self._lines:
             self._lines[k] = self.texts[k].split("\n")
@@ -270,7 +273,7 @@ class BulkValidator:
         s, ids = g.spec, self.table.ids
         got = lp_texts(g.texts, [ids[d] for d in g.dev], s.kind, s.fields, s.ftypes)
         if got is not None and int(got[1].max()) <= MAX_READINGS_PER_MESSAGE:
-            g.counts = got[1]
+            g.read(got[1])
             return g, got[0]
         lines = [self._lines(t) for t in g.texts]
         rows = _Group(s)

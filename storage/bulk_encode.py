@@ -48,12 +48,12 @@ def _float_texts(col: np.ndarray, present: np.ndarray) -> list[str] | None:
         plain = ((a >= 1e-4) & (a < 1e16)) | (a == 0)
     if not (plain | ~present).all():
         return None
-    return orjson.dumps(np.ascontiguousarray(col), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+    return _texts(col)
 
 
-def _digits(a: np.ndarray) -> list[str]:
-    """Each value of ``a`` as an int64 in ``%d``'s digits, written by orjson in one call."""
-    return orjson.dumps(np.ascontiguousarray(a, np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+def _texts(a: np.ndarray) -> list[str]:
+    """Each value of ``a`` as orjson writes it, in one call (a float64's repr digits, an int64's ``%d``)."""
+    return orjson.dumps(np.ascontiguousarray(a), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
 def _tails(kc: KindColumns) -> list[str]:
@@ -77,13 +77,13 @@ def kind_lines(kc: KindColumns, prefixes: list[str], encoder: Encoder) -> list[s
     keys = [encoder.field_key(f) for f in kc.fields]
     pre = list(map(prefixes.__getitem__, kc.device_idx.tolist()))
     tail = _tails(kc)
-    ts = kc.ts_text.tolist() if kc.ts_text is not None else _digits(kc.ts_ns)
+    ts = kc.ts_text.tolist() if kc.ts_text is not None else _texts(kc.ts_ns)
     if kc.body is not None and keys == list(kc.fields):  # the device's own text: the same numbers
         return list(map("".join, zip(pre, repeat(" "), kc.body.tolist(), tail, ts)))
     texts = []
     for j, t in enumerate(kc.types):
         if t != "float":
-            texts.append(_digits(kc.values[:, j]))
+            texts.append(_texts(kc.values[:, j].astype(np.int64)))
         else:
             got = _float_texts(kc.values[:, j], kc.present[:, j])
             texts.append(got if got is not None else list(map(repr, kc.values[:, j].tolist())))

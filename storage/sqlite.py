@@ -31,7 +31,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from device_profiles.loader import Registry
 
 
+@cache
 def _last_seen(rows: int) -> str:
     return (f"INSERT INTO last_seen VALUES {values(rows, 2)} ON CONFLICT(device) DO UPDATE "
             "SET ts_ns = MAX(ts_ns, excluded.ts_ns)")
